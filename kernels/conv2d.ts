@@ -1,0 +1,255 @@
+/**
+ * 2-D convolution kernels (implicit GEMM, no im2col buffer): the wrapper that describes each variant and
+ * validates a shape into a launch. It never allocates, submits or reads back.
+ *
+ * ```
+ * conv2d: y[n,oy,ox,co] = sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co] (+ y if accumulate)
+ * x: f32 NHWC [N,H,W,Cin] · w: f32 HWIO [KH,KW,Cin,Cout] · y: f32 NHWC [N,OH,OW,Cout]; zero padding P
+ * bindings: 0 x r · 1 w r · 2 y rw · 3 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,m,units,
+ *   cout_tiles,_pad0: u32}
+ * overrides: WG (workgroup size), CK (Cin chunk summed apart) · dispatch: ceil(units / WG) folded over x,y
+ * numerics: f32; partial sums per (ky,kx,CK channels) added to the total
+ * ```
+ *
+ * Variants: `conv2d_direct` (one output per invocation, any Cin/Cout: the baseline), `conv2d_tiled` (8 pixels
+ * x 8 channels per invocation, lanes along channels: the fastest on llvmpipe/lavapipe, the default) and
+ * `conv2d_pixel_lanes` (8 pixels x 16 channels per invocation, lanes along pixels, one channel block per
+ * workgroup). The register-tiled ones need Cin % 4 == 0 and Cout % 4 == 0.
+ *
+ * This module is browser compatible.
+ * @module
+ */
+import {
+  DEFAULT_LAUNCH_LIMITS,
+  foldWorkgroups,
+  type KernelLaunch,
+  type KernelSpec,
+  type LaunchLimits,
+  packUniforms,
+  type UniformField,
+} from "../engine/kernel.ts";
+import {
+  conv2dDirectWgsl,
+  conv2dPixelLanesWgsl,
+  conv2dTiledWgsl,
+  PIXEL_LANES_COLUMNS4,
+  PIXEL_LANES_PIXELS,
+  TILED_COLUMNS4,
+  TILED_PIXELS,
+} from "./conv2d.wgsl.ts";
+
+/** A convolution: input size, channels, square-or-not kernel, stride and symmetric zero padding. */
+export interface Conv2dShape {
+  /** Batch N. */
+  readonly n: number;
+  /** Input height H. */
+  readonly h: number;
+  /** Input width W. */
+  readonly w: number;
+  /** Input channels Cin. */
+  readonly cin: number;
+  /** Output channels Cout. */
+  readonly cout: number;
+  /** Kernel height KH. */
+  readonly kh: number;
+  /** Kernel width KW. */
+  readonly kw: number;
+  /** Stride, the same along H and W. */
+  readonly stride: number;
+  /** Zero padding on all four sides. */
+  readonly pad: number;
+  /** When true, y = conv(x) + y: y holds the residual on entry (the fused residual add). */
+  readonly accumulate: boolean;
+}
+
+/** Workgroup size of every conv2d variant (invocations; llvmpipe runs 8 per SIMD step). */
+export const CONV2D_WORKGROUP_SIZE = 64;
+/** Input channels summed into one partial before it joins the total (accuracy over long K). */
+export const CONV2D_CHUNK = 64;
+/** Output pixels per invocation of `conv2d_tiled` (the generated WGSL's register tile). */
+export const CONV2D_TILED_PIXELS = TILED_PIXELS;
+/** Output channels per invocation of `conv2d_tiled` (vec4 groups along Cout x 4). */
+export const CONV2D_TILED_CHANNELS = 4 * TILED_COLUMNS4;
+
+const bindings = [
+  { name: "x", type: "read-only-storage" },
+  { name: "w", type: "read-only-storage" },
+  { name: "y", type: "storage" },
+] as const;
+
+/** Baseline: one output element per invocation; any Cin and Cout. */
+export const conv2dDirect: KernelSpec = {
+  name: "conv2d_direct",
+  wgsl: conv2dDirectWgsl,
+  bindings,
+  overrides: { WG: CONV2D_WORKGROUP_SIZE, CK: CONV2D_CHUNK },
+};
+
+/** Register-tiled: 8 output pixels x 8 output channels per invocation; Cin % 4 == 0, Cout % 4 == 0. */
+export const conv2dTiled: KernelSpec = {
+  name: "conv2d_tiled",
+  wgsl: conv2dTiledWgsl,
+  bindings,
+  overrides: { WG: CONV2D_WORKGROUP_SIZE, CK: CONV2D_CHUNK },
+};
+
+/** Output pixels per invocation of `conv2d_pixel_lanes` (a workgroup owns WG times as many). */
+export const CONV2D_PIXEL_LANES_PIXELS = PIXEL_LANES_PIXELS;
+/** Output channels per invocation (and per workgroup) of `conv2d_pixel_lanes`. */
+export const CONV2D_PIXEL_LANES_CHANNELS = 4 * PIXEL_LANES_COLUMNS4;
+
+/** Workgroup size of `conv2d_pixel_lanes`: a workgroup owns this x 8 pixels, so smaller wastes less at 14x14. */
+export const CONV2D_PIXEL_LANES_WORKGROUP_SIZE = 32;
+
+/**
+ * Lanes on pixels, a channel block per workgroup: 8 pixels x 16 channels per invocation, weights loaded at
+ * workgroup-uniform addresses; Cin % 4 == 0, Cout % 4 == 0.
+ */
+export const conv2dPixelLanes: KernelSpec = {
+  name: "conv2d_pixel_lanes",
+  wgsl: conv2dPixelLanesWgsl,
+  bindings,
+  overrides: { WG: CONV2D_PIXEL_LANES_WORKGROUP_SIZE, CK: CONV2D_CHUNK },
+};
+
+/** Every variant, for tests and the bench. */
+export const conv2dVariants: readonly KernelSpec[] = [conv2dDirect, conv2dTiled, conv2dPixelLanes];
+
+/** How each variant splits the output into invocations: pixels and channels per unit, and channel alignment. */
+const tiling: Record<
+  string,
+  { pixels: number; channels: number; align: number; unit: "invocation" | "workgroup" }
+> = {
+  conv2d_direct: { pixels: 1, channels: 1, align: 1, unit: "invocation" },
+  conv2d_tiled: {
+    pixels: CONV2D_TILED_PIXELS,
+    channels: CONV2D_TILED_CHANNELS,
+    align: 4,
+    unit: "invocation",
+  },
+  conv2d_pixel_lanes: {
+    pixels: CONV2D_PIXEL_LANES_PIXELS,
+    channels: CONV2D_PIXEL_LANES_CHANNELS,
+    align: 4,
+    unit: "workgroup",
+  },
+};
+
+/**
+ * Output size along one dimension: floor((h + 2*pad - k) / stride) + 1.
+ *
+ * @param h Input size.
+ * @param k Kernel size.
+ * @param stride Stride.
+ * @param pad Zero padding on each side.
+ * @returns The output size (may be < 1 for a kernel larger than the padded input).
+ * @example
+ * ```ts
+ * conv2dOutputSize(448, 7, 2, 3); // 224
+ * ```
+ */
+export function conv2dOutputSize(h: number, k: number, stride: number, pad: number): number {
+  return Math.floor((h + 2 * pad - k) / stride) + 1;
+}
+
+/**
+ * Validates a shape for `spec` and returns its dispatch, uniform bytes and output shape.
+ *
+ * @param spec One of {@linkcode conv2dVariants}.
+ * @param shape The convolution.
+ * @param limits Device limits (default the WebGPU defaults).
+ * @returns Workgroups (folded over x and y), uniforms and `outShape` = [N, OH, OW, Cout].
+ * @throws {TypeError} When a dimension is not a positive integer, the kernel does not fit the padded input,
+ *   or the variant needs Cin % 4 == 0 / Cout % 4 == 0.
+ * @throws {RangeError} When even a folded dispatch exceeds the limits.
+ * @example
+ * ```ts
+ * const shape = { n: 1, h: 448, w: 448, cin: 4, cout: 192, kh: 7, kw: 7, stride: 2, pad: 3, accumulate: false };
+ * conv2dLaunch(conv2dTiled, shape).outShape; // [1, 224, 224, 192]
+ * ```
+ */
+export function conv2dLaunch(
+  spec: KernelSpec,
+  shape: Conv2dShape,
+  limits: LaunchLimits = DEFAULT_LAUNCH_LIMITS,
+): KernelLaunch & { outShape: [number, number, number, number] } {
+  const what = spec.name;
+  const t = tiling[spec.name];
+  if (!t) throw new TypeError(`Cannot launch ${what}: expected a conv2d variant, got "${spec.name}"`);
+  for (const key of ["n", "h", "w", "cin", "cout", "kh", "kw", "stride"] as const) {
+    const v = shape[key];
+    if (!Number.isInteger(v) || v < 1) {
+      throw new TypeError(`Cannot launch ${what}: expected ${key} to be a positive integer, got ${v}`);
+    }
+  }
+  if (!Number.isInteger(shape.pad) || shape.pad < 0) {
+    throw new TypeError(`Cannot launch ${what}: expected pad to be a non-negative integer, got ${shape.pad}`);
+  }
+  if (typeof shape.accumulate !== "boolean") {
+    throw new TypeError(
+      `Cannot launch ${what}: expected accumulate to be a boolean, got ${shape.accumulate}`,
+    );
+  }
+  if (shape.cin % t.align !== 0) {
+    throw new TypeError(`Cannot launch ${what}: expected Cin % ${t.align} == 0, got ${shape.cin}`);
+  }
+  if (shape.cout % t.align !== 0) {
+    throw new TypeError(`Cannot launch ${what}: expected Cout % ${t.align} == 0, got ${shape.cout}`);
+  }
+  const oh = conv2dOutputSize(shape.h, shape.kh, shape.stride, shape.pad);
+  const ow = conv2dOutputSize(shape.w, shape.kw, shape.stride, shape.pad);
+  if (oh < 1 || ow < 1) {
+    throw new TypeError(
+      `Cannot launch ${what}: expected the ${shape.kh}x${shape.kw} kernel to fit the padded ${shape.h}x${shape.w} ` +
+        `input (pad ${shape.pad}), got output ${oh}x${ow}`,
+    );
+  }
+  const m = shape.n * oh * ow;
+  const wg = spec.overrides.WG;
+  const coutTiles = Math.ceil(shape.cout / t.channels);
+  // units: what one invocation owns, or (unit "workgroup") what one workgroup owns
+  const pixelsPerUnit = t.unit === "workgroup" ? t.pixels * wg : t.pixels;
+  const units = Math.ceil(m / pixelsPerUnit) * coutTiles;
+  const outElems = m * shape.cout;
+  if (units > 0xffffffff || outElems > 0xffffffff) {
+    throw new RangeError(`Cannot launch ${what}: expected at most 2^32 outputs, got ${outElems}`);
+  }
+  const workgroups = foldWorkgroups(t.unit === "workgroup" ? units : Math.ceil(units / wg), limits, what);
+  if (workgroups[0] * workgroups[1] * wg > 0xffffffff) {
+    throw new RangeError(`Cannot launch ${what}: expected at most 2^32 invocations, got ${units}`);
+  }
+  return {
+    workgroups,
+    uniforms: conv2dUniforms(shape, oh, ow, units, coutTiles),
+    outShape: [shape.n, oh, ow, shape.cout],
+  };
+}
+
+/** Packs the WGSL `Uniforms` struct of `conv2d.wgsl.ts`, field by field in its order. */
+function conv2dUniforms(
+  s: Conv2dShape,
+  oh: number,
+  ow: number,
+  units: number,
+  coutTiles: number,
+): Uint8Array<ArrayBuffer> {
+  const fields: UniformField[] = [
+    ["n", "u32", s.n],
+    ["h", "u32", s.h],
+    ["w", "u32", s.w],
+    ["cin", "u32", s.cin],
+    ["cout", "u32", s.cout],
+    ["kh", "u32", s.kh],
+    ["kw", "u32", s.kw],
+    ["stride", "u32", s.stride],
+    ["pad", "u32", s.pad],
+    ["oh", "u32", oh],
+    ["ow", "u32", ow],
+    ["accumulate", "u32", s.accumulate ? 1 : 0],
+    ["m", "u32", s.n * oh * ow],
+    ["units", "u32", units],
+    ["cout_tiles", "u32", coutTiles],
+    ["_pad0", "u32", 0],
+  ];
+  return packUniforms(fields);
+}

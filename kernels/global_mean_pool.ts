@@ -1,0 +1,90 @@
+/**
+ * global_mean_pool: the mean over H and W of an NHWC activation, per image and channel (the embedding's
+ * last step).
+ *
+ * ```
+ * y[n,c] = sum_p x[n,p,c] / (H*W)
+ * bindings: 0 x r (f32 NHWC [N,H*W,C]) · 1 y rw (f32 [N,C]) · 2 uniforms {n,hw,c: u32}
+ * workgroup: CH channels x RL pixel lanes; blocked per-lane sums, then a tree over lanes
+ * ```
+ *
+ * This module is browser compatible.
+ * @module
+ */
+import {
+  DEFAULT_LAUNCH_LIMITS,
+  foldWorkgroups,
+  type KernelLaunch,
+  type KernelSpec,
+  type LaunchLimits,
+  packUniforms,
+} from "../engine/kernel.ts";
+import { GLOBAL_MEAN_POOL_WGSL } from "./global_mean_pool.wgsl.ts";
+
+/** Channels per workgroup: the WGSL override `CH` (consecutive channels, for coalesced reads). */
+export const GLOBAL_MEAN_POOL_CHANNELS = 32;
+
+/** Pixel lanes per channel: the WGSL override `RL` (a power of two, for the tree). */
+export const GLOBAL_MEAN_POOL_LANES = 8;
+
+/** Shape of one global mean pool. */
+export interface GlobalMeanPoolShape {
+  /** Images (N). */
+  readonly n: number;
+  /** Pixels per image (H*W). */
+  readonly hw: number;
+  /** Channels (C). */
+  readonly c: number;
+}
+
+/** The kernel variant: a workgroup per (image, tile of channels). */
+export const globalMeanPoolSpec: KernelSpec = {
+  name: "global_mean_pool",
+  wgsl: GLOBAL_MEAN_POOL_WGSL,
+  bindings: [
+    { name: "x", type: "read-only-storage" },
+    { name: "y", type: "storage" },
+  ],
+  overrides: { CH: GLOBAL_MEAN_POOL_CHANNELS, RL: GLOBAL_MEAN_POOL_LANES },
+};
+
+/**
+ * Validates a shape and returns the dispatch and uniforms of {@linkcode globalMeanPoolSpec}.
+ *
+ * @param shape Activation shape.
+ * @param limits The device's limits.
+ * @returns N*ceil(C/CH) workgroups, folded, and the uniform bytes.
+ * @throws {TypeError} When a dimension is not a positive integer.
+ * @throws {RangeError} When the input has 2^32 elements or more.
+ * @example
+ * ```ts
+ * globalMeanPoolLaunch({ n: 1, hw: 14 * 14, c: 6144 }).workgroups; // [192, 1, 1]
+ * ```
+ */
+export function globalMeanPoolLaunch(
+  shape: GlobalMeanPoolShape,
+  limits: LaunchLimits = DEFAULT_LAUNCH_LIMITS,
+): KernelLaunch {
+  for (const key of ["n", "hw", "c"] as const) {
+    const v = shape[key];
+    if (!Number.isInteger(v) || v < 1) {
+      throw new TypeError(
+        `Cannot launch global_mean_pool: expected ${key} to be a positive integer, got ${v}`,
+      );
+    }
+  }
+  const elements = shape.n * shape.hw * shape.c;
+  if (elements > 0xffffffff) {
+    throw new RangeError(
+      `Cannot launch global_mean_pool: expected at most 2^32 - 1 elements, got ${elements}`,
+    );
+  }
+  return {
+    workgroups: foldWorkgroups(
+      shape.n * Math.ceil(shape.c / GLOBAL_MEAN_POOL_CHANNELS),
+      limits,
+      "global_mean_pool",
+    ),
+    uniforms: packUniforms([["n", "u32", shape.n], ["hw", "u32", shape.hw], ["c", "u32", shape.c]]),
+  };
+}

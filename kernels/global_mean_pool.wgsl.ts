@@ -1,0 +1,69 @@
+/**
+ * WGSL of {@linkcode globalMeanPoolSpec}. This module is browser compatible.
+ * @module
+ */
+
+/** Mean over H*W per (image, channel). */
+export const GLOBAL_MEAN_POOL_WGSL = /* wgsl */ `
+// global_mean_pool: y[n,c] = sum over p < H*W of x[n,p,c] / (H*W)
+// x: f32 NHWC [N,H*W,C] · y: f32 [N,C]
+// bindings: 0 x r · 1 y rw · 2 uniforms {n,hw,c: u32}
+// overrides: CH (channels per workgroup), RL (pixel lanes per channel, a power of two); workgroup CH x RL
+//   · dispatch: N*ceil(C/CH) workgroups folded over x and y; lane (cx, ry) sums pixels ry, ry+RL, ... of
+//   channel cx (consecutive lanes on consecutive channels), then a tree over the RL lanes
+// numerics: f32; each lane sums blocks of BLOCK pixels into a block sum before adding it to its total, then
+//   a tree over lanes: error grows like BLOCK + H*W/(RL*BLOCK) + log2(RL) roundings, not H*W
+
+override CH: u32 = 32u;
+override RL: u32 = 8u;
+const BLOCK = 16u;
+
+struct Uniforms {
+  n: u32,
+  hw: u32,
+  c: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> u: Uniforms;
+
+var<workgroup> partial: array<f32, CH * RL>;
+
+@compute @workgroup_size(CH, RL)
+fn main(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_id) lid: vec3u,
+) {
+  let tiles = (u.c + CH - 1u) / CH;
+  let wg = wid.y * nwg.x + wid.x; // n * tiles + tile
+  if (wg >= u.n * tiles) {
+    return; // workgroup-uniform
+  }
+  let img = wg / tiles;
+  let ch = (wg % tiles) * CH + lid.x;
+  var total = 0.0;
+  if (ch < u.c) {
+    let base = img * u.hw * u.c + ch;
+    for (var p0 = lid.y; p0 < u.hw; p0 += RL * BLOCK) {
+      var block = 0.0;
+      for (var p = p0; p < min(p0 + RL * BLOCK, u.hw); p += RL) {
+        block += x[base + p * u.c];
+      }
+      total += block;
+    }
+  }
+  partial[lid.y * CH + lid.x] = total;
+  workgroupBarrier();
+  for (var s = RL / 2u; s > 0u; s >>= 1u) {
+    if (lid.y < s) {
+      partial[lid.y * CH + lid.x] += partial[(lid.y + s) * CH + lid.x];
+    }
+    workgroupBarrier();
+  }
+  if (lid.y == 0u && ch < u.c) {
+    y[img * u.c + ch] = partial[lid.x] / f32(u.hw);
+  }
+}
+`;

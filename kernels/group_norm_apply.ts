@@ -1,0 +1,144 @@
+/**
+ * group_norm_apply: normalises an NHWC activation with per-(image, group) statistics, scales and shifts
+ * per channel, and optionally applies ReLU.
+ *
+ * ```
+ * y = (x - mean[n,g]) * rstd[n,g] * gamma[c] + beta[c], then max(y, 0) when relu
+ * x, y: f32 NHWC [N,H*W,C] · stats: f32 [N,G,2] (mean, rstd) from group_norm_stats · gamma, beta: f32 [C]
+ * bindings: 0 x r · 1 stats r · 2 gamma r · 3 beta r · 4 y rw · 5 uniforms {n,hw,c,groups,relu: u32}
+ * variants: group_norm_apply_vec4 (C % 4 == 0, one thread per 4 channels x PIX pixels),
+ *   group_norm_apply_scalar (any C, one thread per element)
+ * ```
+ *
+ * This module is browser compatible.
+ * @module
+ */
+import {
+  DEFAULT_LAUNCH_LIMITS,
+  foldWorkgroups,
+  type KernelLaunch,
+  type KernelSpec,
+  type LaunchLimits,
+  packUniforms,
+} from "../engine/kernel.ts";
+import { GROUP_NORM_APPLY_SCALAR_WGSL, GROUP_NORM_APPLY_VEC4_WGSL } from "./group_norm_apply.wgsl.ts";
+
+/** Threads per workgroup of both variants: the WGSL override `WG`. */
+export const GROUP_NORM_APPLY_WORKGROUP_SIZE = 256;
+
+/**
+ * Pixels per thread of the vec4 variant (the WGSL override `PIX`): a thread loads its 4 channels' statistics,
+ * gamma and beta once and reuses them down a column of pixels. 4 measured best on llvmpipe (1: 2x slower,
+ * 16: no better, 32: 2x slower) and keeps N*H*W*C/16 threads for a large GPU.
+ */
+export const GROUP_NORM_APPLY_PIXELS_PER_THREAD = 4;
+
+/** Variant names. */
+export type GroupNormApplyVariant = "vec4" | "scalar";
+
+/** Shape of one GroupNorm application. */
+export interface GroupNormApplyShape {
+  /** Images (N). */
+  readonly n: number;
+  /** Pixels per image (H*W). */
+  readonly hw: number;
+  /** Channels (C), a multiple of `groups`. */
+  readonly c: number;
+  /** Groups (G). */
+  readonly groups: number;
+  /** Whether ReLU follows. */
+  readonly relu: boolean;
+  /** Variant to launch (default {@linkcode groupNormApplyVariant} of the shape). */
+  readonly variant?: GroupNormApplyVariant;
+}
+
+const BINDINGS = [
+  { name: "x", type: "read-only-storage" },
+  { name: "stats", type: "read-only-storage" },
+  { name: "gamma", type: "read-only-storage" },
+  { name: "beta", type: "read-only-storage" },
+  { name: "y", type: "storage" },
+] as const;
+
+/** vec4 variant (C % 4 == 0). */
+export const groupNormApplySpec: KernelSpec = {
+  name: "group_norm_apply_vec4",
+  wgsl: GROUP_NORM_APPLY_VEC4_WGSL,
+  bindings: BINDINGS,
+  overrides: { WG: GROUP_NORM_APPLY_WORKGROUP_SIZE, PIX: GROUP_NORM_APPLY_PIXELS_PER_THREAD },
+};
+
+/** Scalar variant (any C). */
+export const groupNormApplyScalarSpec: KernelSpec = {
+  name: "group_norm_apply_scalar",
+  wgsl: GROUP_NORM_APPLY_SCALAR_WGSL,
+  bindings: BINDINGS,
+  overrides: { WG: GROUP_NORM_APPLY_WORKGROUP_SIZE },
+};
+
+/** Every variant by name, for tests and benchmarks. */
+export const GROUP_NORM_APPLY_SPECS: Readonly<Record<GroupNormApplyVariant, KernelSpec>> = {
+  vec4: groupNormApplySpec,
+  scalar: groupNormApplyScalarSpec,
+};
+
+/**
+ * The variant a shape runs by default: vec4 when C % 4 == 0, else scalar.
+ *
+ * @param shape The shape (only `c` and `variant` are read).
+ * @returns `shape.variant` when given, else the fastest variant that applies.
+ */
+export function groupNormApplyVariant(
+  shape: Pick<GroupNormApplyShape, "c" | "variant">,
+): GroupNormApplyVariant {
+  return shape.variant ?? (shape.c % 4 === 0 ? "vec4" : "scalar");
+}
+
+/**
+ * Validates a shape and returns the dispatch and uniforms of the variant
+ * {@linkcode groupNormApplyVariant} picks; bind that variant's spec, `GROUP_NORM_APPLY_SPECS[variant]`.
+ *
+ * @param shape Activation shape, groups, ReLU flag and optional variant.
+ * @param limits The device's limits.
+ * @returns Folded workgroups over N*ceil(H*W/PIX)*C/4 (vec4) or N*H*W*C (scalar) threads, and the uniform
+ *   bytes.
+ * @throws {TypeError} When a dimension is not a positive integer, C % G != 0, or vec4 is asked with C % 4 != 0.
+ * @throws {RangeError} When the tensor has 2^32 elements or more.
+ * @example
+ * ```ts
+ * const launch = groupNormApplyLaunch({ n: 1, hw: 12544, c: 768, groups: 32, relu: true });
+ * // launch.workgroups: [2352, 1, 1] (vec4: 12544/4 pixel chunks x 192 vec4 / 256)
+ * ```
+ */
+export function groupNormApplyLaunch(
+  shape: GroupNormApplyShape,
+  limits: LaunchLimits = DEFAULT_LAUNCH_LIMITS,
+): KernelLaunch {
+  const variant = groupNormApplyVariant(shape);
+  const name = GROUP_NORM_APPLY_SPECS[variant]?.name;
+  const fail = (message: string, error: typeof TypeError = TypeError): never => {
+    throw new error(`Cannot launch ${name ?? "group_norm_apply"}: ${message}`);
+  };
+  if (!name) fail(`expected variant vec4 or scalar, got "${variant}"`);
+  for (const key of ["n", "hw", "c", "groups"] as const) {
+    const v = shape[key];
+    if (!Number.isInteger(v) || v < 1) fail(`expected ${key} to be a positive integer, got ${v}`);
+  }
+  if (shape.c % shape.groups !== 0) fail(`expected C % G == 0, got C ${shape.c}, G ${shape.groups}`);
+  if (variant === "vec4" && shape.c % 4 !== 0) fail(`expected C % 4 == 0, got C ${shape.c}`);
+  const elements = shape.n * shape.hw * shape.c;
+  if (elements > 0xffffffff) fail(`expected at most 2^32 - 1 elements, got ${elements}`, RangeError);
+  const threads = variant === "vec4"
+    ? shape.n * Math.ceil(shape.hw / GROUP_NORM_APPLY_PIXELS_PER_THREAD) * shape.c / 4
+    : elements;
+  return {
+    workgroups: foldWorkgroups(Math.ceil(threads / GROUP_NORM_APPLY_WORKGROUP_SIZE), limits, name),
+    uniforms: packUniforms([
+      ["n", "u32", shape.n],
+      ["hw", "u32", shape.hw],
+      ["c", "u32", shape.c],
+      ["groups", "u32", shape.groups],
+      ["relu", "u32", shape.relu ? 1 : 0],
+    ]),
+  };
+}

@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { gpuTest } from "../tests/_gpu.ts";
+import { assertClose } from "../tests/_compare.ts";
+import { randomFloats } from "../tests/_random.ts";
+import type { LaunchLimits } from "../engine/kernel.ts";
+import { runKernelOnce } from "./_harness.ts";
+import {
+  GROUP_NORM_APPLY_SPECS,
+  groupNormApplyLaunch,
+  type GroupNormApplyShape,
+  groupNormApplyVariant,
+} from "./group_norm_apply.ts";
+import { groupNormApplyRef } from "./group_norm_apply_ref.ts";
+
+async function check(device: GPUDevice, shape: GroupNormApplyShape, seed: number, limits?: LaunchLimits) {
+  const { n, hw, c, groups } = shape;
+  const f32 = (a: Float64Array) => Float32Array.from(a);
+  const x = f32(randomFloats(n * hw * c, seed, -2, 2));
+  const stats = f32(randomFloats(n * groups * 2, seed + 1, 0.5, 2)).map((v, i) => i % 2 === 0 ? v - 1.25 : v);
+  const gamma = f32(randomFloats(c, seed + 2, 0.75, 1.25));
+  const beta = f32(randomFloats(c, seed + 3, -0.25, 0.25));
+  const spec = GROUP_NORM_APPLY_SPECS[groupNormApplyVariant(shape)];
+  const [y] = await runKernelOnce(device, spec, groupNormApplyLaunch(shape, limits), [
+    x,
+    stats,
+    gamma,
+    beta,
+    { bytes: x.byteLength },
+  ]);
+  const want = groupNormApplyRef(
+    ...([x, stats, gamma, beta].map((a) => Float64Array.from(a)) as [
+      Float64Array,
+      Float64Array,
+      Float64Array,
+      Float64Array,
+    ]),
+    shape,
+  );
+  assertClose(new Float32Array(y), want, {
+    abs: 1e-6,
+    rel: 1e-6,
+    shape: [n, hw, c],
+    what: `${spec.name} ${JSON.stringify(shape)}`,
+  });
+  if (shape.relu) assert.ok(new Float32Array(y).every((v) => v >= 0));
+}
+
+Deno.test("groupNormApplyLaunch() picks vec4 when C % 4 == 0 and packs uniforms", () => {
+  assert.equal(groupNormApplyVariant({ c: 768 }), "vec4");
+  assert.equal(groupNormApplyVariant({ c: 30 }), "scalar");
+  const launch = groupNormApplyLaunch({ n: 1, hw: 12544, c: 768, groups: 32, relu: true });
+  assert.deepEqual(launch.workgroups, [12544 / 4 * 768 / 4 / 256, 1, 1]);
+  const v = new DataView(launch.uniforms.buffer);
+  assert.equal(launch.uniforms.byteLength, 32);
+  assert.deepEqual([0, 1, 2, 3, 4].map((i) => v.getUint32(i * 4, true)), [1, 12544, 768, 32, 1]);
+});
+
+Deno.test("groupNormApplyLaunch() folds batch 16 of R101x3 stage 1 into two dimensions", () => {
+  // scalar: 16 * 112*112 * 768 / 256 = 602,112 workgroups; vec4: 37,632 (so fold past a 10,000 limit).
+  for (const [variant, max] of [["scalar", 65535], ["vec4", 10000]] as const) {
+    const [x, y, z] =
+      groupNormApplyLaunch({ n: 16, hw: 112 * 112, c: 768, groups: 32, relu: false, variant }, {
+        maxComputeWorkgroupsPerDimension: max,
+      }).workgroups;
+    const need = 16 * 112 * 112 * 768 / (variant === "vec4" ? 16 : 1) / 256;
+    assert.ok(x <= max && y > 1 && y <= max && z === 1 && x * y >= need, `${variant}: ${x} x ${y}`);
+  }
+  // Every R101x3 shape up to batch 16 fits.
+  for (
+    const [hw, c] of [[112 * 112, 192], [112 * 112, 768], [56 * 56, 1536], [28 * 28, 3072], [14 * 14, 6144]]
+  ) {
+    const wg = groupNormApplyLaunch({ n: 16, hw, c, groups: 32, relu: true }).workgroups;
+    assert.ok(wg.every((w) => w <= 65535));
+  }
+});
+
+Deno.test("groupNormApplyLaunch() rejects bad shapes naming the variant", () => {
+  assert.throws(() => groupNormApplyLaunch({ n: 1, hw: 4, c: 30, groups: 32, relu: false }), {
+    name: "TypeError",
+    message: "Cannot launch group_norm_apply_scalar: expected C % G == 0, got C 30, G 32",
+  });
+  assert.throws(
+    () => groupNormApplyLaunch({ n: 1, hw: 4, c: 30, groups: 15, relu: false, variant: "vec4" }),
+    { message: "Cannot launch group_norm_apply_vec4: expected C % 4 == 0, got C 30" },
+  );
+});
+
+Deno.test("groupNormApplyRef() computes a hand-checked case", () => {
+  // C 2, G 2: channel 0 uses (mean 1, rstd 2), channel 1 uses (mean -1, rstd 0.5); gamma [1, 2], beta [0, -3]
+  const got = groupNormApplyRef(
+    new Float64Array([3, 1]),
+    new Float64Array([1, 2, -1, 0.5]),
+    new Float64Array([1, 2]),
+    new Float64Array([0, -3]),
+    { n: 1, hw: 1, c: 2, groups: 2, relu: false },
+  );
+  assertClose(got, [4, -1], { abs: 0, rel: 0 });
+});
+
+gpuTest("groupNormApply() vec4 matches reference when a vec4 spans groups (C/G 1, 2, 3, 6)", async (gpu) => {
+  await check(gpu.device, { n: 1, hw: 7 * 9, c: 32, groups: 32, relu: true }, 10);
+  await check(gpu.device, { n: 3, hw: 5 * 3, c: 64, groups: 32, relu: false }, 20);
+  await check(gpu.device, { n: 3, hw: 11, c: 12, groups: 4, relu: true }, 30);
+  await check(gpu.device, { n: 1, hw: 9 * 7, c: 192, groups: 32, relu: false }, 40);
+});
+
+gpuTest("groupNormApply() scalar matches reference when C is not a multiple of 4", async (gpu) => {
+  await check(gpu.device, { n: 1, hw: 7 * 9, c: 30, groups: 15, relu: true }, 50);
+  await check(gpu.device, { n: 3, hw: 5 * 5, c: 6, groups: 3, relu: false }, 60);
+  await check(gpu.device, { n: 3, hw: 13, c: 64, groups: 32, relu: true, variant: "scalar" }, 70);
+});
+
+gpuTest("groupNormApply() matches reference on a folded dispatch with a tail", async (gpu) => {
+  // vec4: 3*ceil(37/4)*192/4 = 1440 threads -> 6 workgroups -> [3, 2, 1], the last pixel chunk holds 1
+  // pixel; scalar: 3*37*30 = 3330 threads -> 14 workgroups -> [4, 4, 1].
+  const limits = { maxComputeWorkgroupsPerDimension: 4 };
+  await check(gpu.device, { n: 3, hw: 37, c: 192, groups: 32, relu: true }, 80, limits);
+  await check(gpu.device, { n: 3, hw: 37, c: 30, groups: 10, relu: false }, 90, limits);
+});

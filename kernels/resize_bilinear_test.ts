@@ -1,0 +1,211 @@
+import assert from "node:assert/strict";
+import { decodeImage } from "../engine/image_decode.ts";
+import { runKernelOnce } from "./_harness.ts";
+import {
+  packPixels,
+  type PreprocessPreset,
+  PRESET_SCALING,
+  resizeBilinear,
+  resizeBilinearLaunch,
+  type ResizeBilinearShape,
+  resizeBilinearUniforms,
+} from "./resize_bilinear.ts";
+import { resizeBilinearRef } from "./resize_bilinear_ref.ts";
+import { gpuTest } from "../tests/_gpu.ts";
+import { assertClose } from "../tests/_compare.ts";
+import { randomFloats } from "../tests/_random.ts";
+
+const FIXTURES = new URL("../../shared/fixtures/", import.meta.url);
+
+/** Random RGBA8 pixels packed as u32 (byte 3 random too: the kernel must ignore it). */
+function randomPixels(w: number, h: number, seed: number): Uint32Array<ArrayBuffer> {
+  const bytes = Uint8Array.from(randomFloats(w * h * 4, seed, 0, 256), Math.floor);
+  return packPixels({ width: w, height: h, rgba: bytes });
+}
+
+function shape(p: Partial<ResizeBilinearShape>): ResizeBilinearShape {
+  return { srcWidth: 7, srcHeight: 5, size: 9, n: 0, batch: 1, preset: "derm", ...p };
+}
+
+// ---------- pure tests: reference, uniforms, launch, packing ----------
+
+Deno.test("resizeBilinearRef() returns the pixels when S equals H and W", () => {
+  const px = new Uint32Array([0x00332211, 0xff665544, 0x10998877, 0x00ccbbaa]);
+  const y = resizeBilinearRef(px, { srcWidth: 2, srcHeight: 2, size: 2, preset: "bit" });
+  const want = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc];
+  assert.deepEqual([...y].filter((_, i) => i % 4 !== 3), want.map((p) => p / 127.5 - 1));
+  assert.deepEqual([...y].filter((_, i) => i % 4 === 3), [0, 0, 0, 0]);
+});
+
+Deno.test("resizeBilinearRef() averages the four pixels when 2x2 goes to 1x1, and clamps at the edges", () => {
+  // 2x2 -> 1x1: in = 0.5 * 2 - 0.5 = 0.5 along both axes, weights 1/2.
+  const px = new Uint32Array([10, 20, 30, 60]);
+  assert.equal(resizeBilinearRef(px, { srcWidth: 2, srcHeight: 2, size: 1, preset: "derm" })[0], 30 / 255);
+  // 1x2 -> 4x4 along y: in_y = (oy + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 -> 10, 12.5, 17.5, 20
+  const col = resizeBilinearRef(new Uint32Array([10, 20]), {
+    srcWidth: 1,
+    srcHeight: 2,
+    size: 4,
+    preset: "derm",
+  });
+  assert.deepEqual([0, 1, 2, 3].map((oy) => col[oy * 16] * 255), [10, 12.5, 17.5, 20]);
+});
+
+Deno.test("resizeBilinearUniforms() packs {src_w,src_h,size,n: u32; scale,offset,ratio_y,ratio_x: f32}", () => {
+  const bytes = resizeBilinearUniforms(
+    shape({ srcWidth: 250, srcHeight: 200, size: 96, n: 2, batch: 3, preset: "bit" }),
+  );
+  assert.equal(bytes.byteLength, 32);
+  const v = new DataView(bytes.buffer);
+  assert.deepEqual([0, 4, 8, 12].map((o) => v.getUint32(o, true)), [250, 200, 96, 2]);
+  assert.deepEqual(
+    [16, 20, 24, 28].map((o) => v.getFloat32(o, true)),
+    [Math.fround(1 / 127.5), -1, Math.fround(200 / 96), Math.fround(250 / 96)],
+  );
+  assert.equal(PRESET_SCALING.derm.scale, 0.003921568859368563);
+});
+
+Deno.test("resizeBilinearLaunch() returns the dispatch and refuses bad shapes", () => {
+  const l = resizeBilinearLaunch(shape({ srcWidth: 250, srcHeight: 250, size: 448, n: 1, batch: 2 }));
+  assert.deepEqual(l.workgroups, [3136, 1, 1]);
+  assert.deepEqual(l.outputShape, [2, 448, 448, 4]);
+  assert.equal(l.pixelWords, 62500);
+  assert.deepEqual(resizeBilinearLaunch(shape({ size: 9 })).workgroups, [2, 1, 1]); // 81 = 64 + tail 17
+  assert.throws(() => resizeBilinearLaunch(shape({ n: 1, batch: 1 })), RangeError);
+  assert.throws(() => resizeBilinearLaunch(shape({ srcWidth: 0 })), RangeError);
+  assert.throws(() => resizeBilinearLaunch(shape({ size: 2.5 })), RangeError);
+  assert.throws(() => resizeBilinearLaunch(shape({ preset: "imagenet" as PreprocessPreset })), TypeError);
+  assert.throws(
+    () => resizeBilinearLaunch(shape({ size: 448 }), { maxComputeWorkgroupsPerDimension: 10 }),
+    RangeError,
+  );
+});
+
+Deno.test("packPixels() puts R in the low byte, with or without a copy", () => {
+  const rgba = new Uint8Array([1, 2, 3, 255, 4, 5, 6, 0]);
+  assert.deepEqual([...packPixels({ width: 2, height: 1, rgba })], [0xff030201, 0x00060504]);
+  const odd = new Uint8Array(9);
+  odd.set(rgba, 1);
+  assert.deepEqual([...packPixels({ width: 2, height: 1, rgba: odd.subarray(1) })], [0xff030201, 0x00060504]);
+  assert.throws(() => packPixels({ width: 3, height: 1, rgba }), TypeError);
+});
+
+// ---------- kernel tests: GPU against the float64 reference ----------
+
+const CASES: [w: number, h: number, s: number][] = [
+  [7, 5, 9], // upscale, non-square source, dispatch tail
+  [31, 17, 8], // downscale
+  [1, 1, 5], // single pixel
+  [13, 13, 13], // identity
+  [250, 200, 96], // the fixtures' 320x200-like case, odd ratios
+  [3, 40, 17], // tall: upscale along x, downscale along y
+];
+
+for (const preset of ["derm", "bit"] as const) {
+  gpuTest(
+    `resizeBilinear() matches reference on awkward sizes into batch slots (${preset})`,
+    async ({ device }) => {
+      const batch = 3;
+      for (const [i, [w, h, s]] of CASES.entries()) {
+        const n = i % batch;
+        const px = randomPixels(w, h, 100 + i);
+        const launch = resizeBilinearLaunch(
+          { srcWidth: w, srcHeight: h, size: s, n, batch, preset },
+          device.limits,
+        );
+        const [out] = await runKernelOnce(device, resizeBilinear, launch, [px, {
+          bytes: batch * s * s * 16,
+        }]);
+        const got = new Float32Array(out);
+        const want = new Float64Array(batch * s * s * 4);
+        want.set(resizeBilinearRef(px, { srcWidth: w, srcHeight: h, size: s, preset }), n * s * s * 4);
+        // Like TF, the kernel computes the source coordinate in float32: it is off by up to ~2 ulp(max(H,W)),
+        // which moves the result by that times the step between neighbours (at most the value range, 1 for
+        // derm, 2 for bit), plus a few ulp(1) from the lerps.
+        const abs = 1e-6 + (preset === "derm" ? 1 : 2) * 2 * Math.max(w, h) * 2 ** -23;
+        assertClose(got, want, { abs, rel: 0, shape: [batch, s, s, 4], what: `${w}x${h}->${s} n=${n}` });
+      }
+    },
+  );
+}
+
+// ---------- decode + resize against the fixtures' model input ----------
+
+/** Reads one F32 tensor from a safetensors file (8-byte LE header length, JSON header, data). */
+function readSafetensor(bytes: Uint8Array, name: string): { shape: number[]; data: Float32Array } {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = Number(view.getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
+  const t = header[name];
+  assert.ok(t, `no tensor "${name}"`);
+  assert.equal(t.dtype, "F32");
+  const [begin, end] = t.data_offsets as [number, number];
+  const data = bytes.slice(8 + headerLength + begin, 8 + headerLength + end);
+  return { shape: t.shape, data: new Float32Array(data.buffer) };
+}
+
+interface FixtureCase {
+  name: string;
+  preset: PreprocessPreset;
+  image: string;
+  size: number;
+}
+
+function readCases(): FixtureCase[] | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(new URL("bit/cases.json", FIXTURES)));
+  } catch {
+    return undefined;
+  }
+}
+
+gpuTest(
+  "decodeImage() + resizeBilinear() reproduce the fixtures' model input for every case",
+  async ({ device }) => {
+    const cases = readCases();
+    if (!cases) {
+      console.warn(`skipped: no fixtures at ${FIXTURES.pathname} (../shared/fixtures/bit/cases.json)`);
+      return;
+    }
+    const report: string[] = [];
+    const failures: string[] = [];
+    for (const c of cases) {
+      const file = new URL(`bit/${c.image}`, FIXTURES);
+      const image = await decodeImage(Deno.readFileSync(file), c.image);
+      const ref = readSafetensor(
+        Deno.readFileSync(new URL(`bit/${c.name}.ref.safetensors`, FIXTURES)),
+        "input",
+      );
+      assert.deepEqual(ref.shape, [c.size, c.size, 3]);
+      const launch = resizeBilinearLaunch(
+        { srcWidth: image.width, srcHeight: image.height, size: c.size, n: 0, batch: 1, preset: c.preset },
+        device.limits,
+      );
+      const [out] = await runKernelOnce(device, resizeBilinear, launch, [packPixels(image), {
+        bytes: c.size * c.size * 16,
+      }]);
+      const got = new Float32Array(out);
+      let max = 0, alpha = 0;
+      for (let i = 0; i < c.size * c.size; i++) {
+        for (let ch = 0; ch < 3; ch++) max = Math.max(max, Math.abs(got[i * 4 + ch] - ref.data[i * 3 + ch]));
+        alpha = Math.max(alpha, Math.abs(got[i * 4 + 3]));
+      }
+      report.push(
+        `${c.name} (${image.format} ${image.width}x${image.height} -> ${c.size}): max abs diff ${
+          max.toExponential(2)
+        }`,
+      );
+      // PNG decodes exactly; what is left is TF's float32 coordinate rounding against the fixtures' float64
+      // (up to 2e-6 on these natural images). JPEG depends on the decoder (imagescript vs libjpeg-turbo:
+      // up to 3 levels per pixel, see bench/jpeg_notes.md).
+      const bound = image.format === "png" ? 4e-6 : 4 / 255;
+      if (!(max <= bound) || alpha !== 0) {
+        failures.push(
+          `${c.name}: max abs diff ${max} > ${bound} or channel 3 ${alpha}`,
+        );
+      }
+    }
+    console.log(report.join("\n"));
+    assert.deepEqual(failures, []);
+  },
+);
