@@ -24,10 +24,15 @@ export {
   type WeightsInput,
 } from "./models/bit_embedder.ts";
 export { type BitPreset, PRESETS } from "./models/bit.ts";
-export { type BitArchitecture, bitArchitecture, BIT_R101X3, BIT_R50X1 } from "./models/bit_arch.ts";
+export { BIT_R101X3, BIT_R50X1, type BitArchitecture, bitArchitecture } from "./models/bit_arch.ts";
 export { acquireGpu, type AcquireGpuOptions, type Gpu } from "./engine/device.ts";
 export { type DecodedImage, decodeImage } from "./engine/image_decode.ts";
-export { safetensorsFromBytes, safetensorsFromStream, safetensorsFromUrl, type TensorSource } from "./weights/safetensors.ts";
+export {
+  safetensorsFromBytes,
+  safetensorsFromStream,
+  safetensorsFromUrl,
+  type TensorSource,
+} from "./weights/safetensors.ts";
 export {
   DeviceLostError,
   GpuError,

@@ -90,7 +90,11 @@ async function main(args: string[]): Promise<number> {
           weightsPath,
           proceduralSource(arch, `bench/${model}`, { naming: "derm", preset }),
         );
-        log(`wrote ${weightsPath} (${(bytes / 1e9).toFixed(2)} GB) in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+        log(
+          `wrote ${weightsPath} (${(bytes / 1e9).toFixed(2)} GB) in ${
+            ((performance.now() - t) / 1000).toFixed(1)
+          } s`,
+        );
       }
     }
     const fileBytes = (await Deno.stat(weightsPath)).size;
@@ -167,7 +171,10 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-function convFlops(nodes: readonly BitNode[], tensors: ReadonlyMap<string, readonly number[]>): Map<string, number> {
+function convFlops(
+  nodes: readonly BitNode[],
+  tensors: ReadonlyMap<string, readonly number[]>,
+): Map<string, number> {
   const out = new Map<string, number>();
   for (const node of nodes) {
     if (node.op !== "conv2d") continue;
@@ -218,19 +225,37 @@ function printTables(r: Record<string, unknown>): void {
   console.log(`model: ${r.model}`);
   console.log("");
   console.log("| figure | value |\n|---|---|");
-  console.log(`| weight load (${((r.weightsFileBytes as number) / 1e9).toFixed(2)} GB file to GPU, standardised) | ${f(r.loadSeconds)} s (${f(r.loadMBps, 0)} MB/s) |`);
+  console.log(
+    `| weight load (${((r.weightsFileBytes as number) / 1e9).toFixed(2)} GB file to GPU, standardised) | ${
+      f(r.loadSeconds)
+    } s (${f(r.loadMBps, 0)} MB/s) |`,
+  );
   console.log(`| first forward (plan build + run), batch ${r.batch} | ${f(r.warmupSeconds)} s |`);
-  console.log(`| forward wall time, batch ${r.batch} (median of ${(r.forwardRuns as number[]).length}) | ${f(r.forwardSeconds)} s |`);
+  console.log(
+    `| forward wall time, batch ${r.batch} (median of ${(r.forwardRuns as number[]).length}) | ${
+      f(r.forwardSeconds)
+    } s |`,
+  );
   console.log(`| images/s | ${f(r.imagesPerSecond, 3)} |`);
   console.log(`| whole model | ${f(r.gmacPerImage, 1)} GMAC/image, ${f(r.modelGflops)} GFLOP/s |`);
-  if (r.convGflops !== undefined) console.log(`| convolutions (GPU timestamps) | ${f(r.convGflops)} GFLOP/s |`);
-  console.log(`| GPU memory: weights + activations | ${f((r.gpuWeightBytes as number) / 2 ** 20, 0)} MiB + ${f(((r.gpuActivationBytes as number) ?? 0) / 2 ** 20, 0)} MiB |`);
+  if (r.convGflops !== undefined) {
+    console.log(`| convolutions (GPU timestamps) | ${f(r.convGflops)} GFLOP/s |`);
+  }
+  console.log(
+    `| GPU memory: weights + activations | ${f((r.gpuWeightBytes as number) / 2 ** 20, 0)} MiB + ${
+      f(((r.gpuActivationBytes as number) ?? 0) / 2 ** 20, 0)
+    } MiB |`,
+  );
   console.log(`| peak resident memory (process) | ${f((r.peakRssBytes as number) / 2 ** 20, 0)} MiB |`);
   if (r.byStage) {
     console.log("\n| stage | GPU ms |\n|---|---|");
-    for (const [k, v] of Object.entries(r.byStage as Record<string, number>)) console.log(`| ${k} | ${f(v, 1)} |`);
+    for (const [k, v] of Object.entries(r.byStage as Record<string, number>)) {
+      console.log(`| ${k} | ${f(v, 1)} |`);
+    }
     console.log("\n| kernel | GPU ms |\n|---|---|");
-    for (const [k, v] of Object.entries(r.byKernel as Record<string, number>)) console.log(`| ${k} | ${f(v, 1)} |`);
+    for (const [k, v] of Object.entries(r.byKernel as Record<string, number>)) {
+      console.log(`| ${k} | ${f(v, 1)} |`);
+    }
     console.log("\n| convolution shape | count | ms each | GFLOP/s |\n|---|---|---|---|");
     for (const s of r.convShapes as { shape: string; count: number; msEach: number; gflops: number }[]) {
       console.log(`| ${s.shape} | ${s.count} | ${f(s.msEach, 1)} | ${f(s.gflops)} |`);

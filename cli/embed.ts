@@ -90,7 +90,9 @@ export async function main(args: string[]): Promise<number> {
     try {
       log(describeGpu(embedder.gpu));
       log(
-        `model: ${embedder.describe()}; weights loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+        `model: ${embedder.describe()}; weights loaded in ${
+          ((performance.now() - started) / 1000).toFixed(1)
+        } s`,
       );
       const images = [];
       for (const path of positionals) {
@@ -106,7 +108,10 @@ export async function main(args: string[]): Promise<number> {
       const rows = await embedder.embed(images);
       log(`embedded ${rows.length} image(s) in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
       await writeAtomically(values.out, encodeNpyFloat32(rows, embedder.embeddingSize));
-      await writeAtomically(`${values.out}.paths.txt`, new TextEncoder().encode(positionals.join("\n") + "\n"));
+      await writeAtomically(
+        `${values.out}.paths.txt`,
+        new TextEncoder().encode(positionals.join("\n") + "\n"),
+      );
       log(`wrote ${values.out} [${rows.length}, ${embedder.embeddingSize}]`);
     } finally {
       embedder.dispose();

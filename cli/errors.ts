@@ -2,7 +2,14 @@
  * Maps library errors to one stderr message and an exit code, for every command.
  * @module
  */
-import { DeviceLostError, GpuError, ImageError, NonFiniteError, WebGpuUnavailableError, WeightsError } from "../engine/errors.ts";
+import {
+  DeviceLostError,
+  GpuError,
+  ImageError,
+  NonFiniteError,
+  WebGpuUnavailableError,
+  WeightsError,
+} from "../engine/errors.ts";
 
 /** Exit code: no WebGPU adapter. */
 export const EXIT_NO_GPU = 3;
@@ -22,7 +29,9 @@ export function reportError(e: unknown, verbose: boolean): number {
     );
     return EXIT_NO_GPU;
   }
-  if (error instanceof DeviceLostError) console.error("hint: the GPU device was lost; rerun, perhaps with a smaller --batch");
+  if (error instanceof DeviceLostError) {
+    console.error("hint: the GPU device was lost; rerun, perhaps with a smaller --batch");
+  }
   void ImageError;
   void WeightsError;
   return 1;

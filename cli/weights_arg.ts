@@ -4,7 +4,7 @@
  */
 import type { WeightsInput } from "../models/bit_embedder.ts";
 import { openSafetensorsFile } from "../weights/safetensors_deno.ts";
-import { type BitArchitecture, bitArchitecture, BIT_R101X3, BIT_R50X1 } from "../models/bit_arch.ts";
+import { BIT_R101X3, BIT_R50X1, type BitArchitecture, bitArchitecture } from "../models/bit_arch.ts";
 
 /** Architectures `procedural:ARCH` knows: the BiT sizes, and the fixtures' tiny test models. */
 export const PROCEDURAL_ARCHITECTURES: Readonly<Record<string, BitArchitecture>> = {
@@ -34,7 +34,10 @@ export async function parseWeightsArgument(value: string): Promise<WeightsInput>
           Object.keys(PROCEDURAL_ARCHITECTURES).join(", "),
       );
     }
-    return { procedural: architecture, seed: seedParts.length > 0 ? seedParts.join(":") : DEFAULT_PROCEDURAL_SEED };
+    return {
+      procedural: architecture,
+      seed: seedParts.length > 0 ? seedParts.join(":") : DEFAULT_PROCEDURAL_SEED,
+    };
   }
   if (/^https?:\/\//.test(value)) return new URL(value);
   return await openSafetensorsFile(value);

@@ -96,7 +96,10 @@ export async function acquireGpu(options: AcquireGpuOptions = {}): Promise<Gpu> 
   const info = adapter.info ?? {};
   let lostError: DeviceLostError | undefined;
   const lost = device.lost.then((info) => {
-    lostError = new DeviceLostError(info.reason ?? "unknown", `GPU device lost: ${info.message || info.reason}`);
+    lostError = new DeviceLostError(
+      info.reason ?? "unknown",
+      `GPU device lost: ${info.message || info.reason}`,
+    );
     return lostError;
   });
   return {

@@ -11,7 +11,7 @@
  */
 import type { KernelLaunch, KernelSpec } from "./kernel.ts";
 import { checkedGpuCall } from "./device.ts";
-import { DeviceLostError } from "./errors.ts";
+import type { DeviceLostError } from "./errors.ts";
 
 /** A buffer a step binds: a plan tensor by name, or an existing buffer (weights) with its label. */
 export type StepBinding = string | { buffer: GPUBuffer; label: string };
@@ -75,7 +75,9 @@ export class PipelineCache {
 
   /** Returns the pipeline of `spec`, creating it on first use. */
   get(spec: KernelSpec): GPUComputePipeline {
-    const key = `${spec.name}|${JSON.stringify(spec.overrides)}|${spec.bindings.map((b) => b.type).join(",")}`;
+    const key = `${spec.name}|${JSON.stringify(spec.overrides)}|${
+      spec.bindings.map((b) => b.type).join(",")
+    }`;
     let pipeline = this.#pipelines.get(key);
     if (!pipeline) {
       const device = this.#device;
@@ -122,10 +124,14 @@ export class PlanBuilder {
   tensor(name: string, decl: PlanTensorDecl): string {
     const old = this.#tensors.get(name);
     if (old && old.bytes !== decl.bytes) {
-      throw new TypeError(`Cannot declare tensor "${name}": already declared with ${old.bytes} bytes, got ${decl.bytes}`);
+      throw new TypeError(
+        `Cannot declare tensor "${name}": already declared with ${old.bytes} bytes, got ${decl.bytes}`,
+      );
     }
     if (!Number.isInteger(decl.bytes) || decl.bytes <= 0) {
-      throw new RangeError(`Cannot declare tensor "${name}": expected a positive byte size, got ${decl.bytes}`);
+      throw new RangeError(
+        `Cannot declare tensor "${name}": expected a positive byte size, got ${decl.bytes}`,
+      );
     }
     this.#tensors.set(name, { bytes: decl.bytes, keep: (old?.keep ?? false) || (decl.keep ?? false) });
     return name;
@@ -197,16 +203,20 @@ export class PlanBuilder {
     const created: GPUBuffer[] = [];
     const destroyAll = () => created.forEach((b) => b.destroy());
     try {
-      const buffers = await checkedGpuCall(device, `${this.#label}/buffers`, () =>
-        assignment.sizes.map((size, i) => {
-          const buffer = device.createBuffer({
-            label: `${this.#label}/activations${i}`,
-            size,
-            usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-          });
-          created.push(buffer);
-          return buffer;
-        }));
+      const buffers = await checkedGpuCall(
+        device,
+        `${this.#label}/buffers`,
+        () =>
+          assignment.sizes.map((size, i) => {
+            const buffer = device.createBuffer({
+              label: `${this.#label}/activations${i}`,
+              size,
+              usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+            });
+            created.push(buffer);
+            return buffer;
+          }),
+      );
       const tensorBuffer = (name: string) => buffers[assignment.bufferOf.get(name)!];
       const align = gpu.limits.minUniformBufferOffsetAlignment;
       const offsets: number[] = [];
@@ -236,7 +246,10 @@ export class PlanBuilder {
             const pipeline = cache.get(step.spec);
             const entries: GPUBindGroupEntry[] = step.bindings.map((b, binding) => {
               if (typeof b === "string") {
-                return { binding, resource: { buffer: tensorBuffer(b), offset: 0, size: this.#tensors.get(b)!.bytes } };
+                return {
+                  binding,
+                  resource: { buffer: tensorBuffer(b), offset: 0, size: this.#tensors.get(b)!.bytes },
+                };
               }
               return { binding, resource: { buffer: b.buffer } };
             });
@@ -253,19 +266,25 @@ export class PlanBuilder {
           }),
         );
       }
-      const outputs = await checkedGpuCall(device, `${this.#label}/readback`, () =>
-        this.#outputs.map((name) => {
-          const bytes = this.#tensors.get(name)!.bytes;
-          const read = device.createBuffer({
-            label: `${this.#label}/${name}/read`,
-            size: bytes,
-            usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-          });
-          created.push(read);
-          return { name, bytes, read };
-        }));
+      const outputs = await checkedGpuCall(
+        device,
+        `${this.#label}/readback`,
+        () =>
+          this.#outputs.map((name) => {
+            const bytes = this.#tensors.get(name)!.bytes;
+            const read = device.createBuffer({
+              label: `${this.#label}/${name}/read`,
+              size: bytes,
+              usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+            });
+            created.push(read);
+            return { name, bytes, read };
+          }),
+      );
       const tensorMap = new Map<string, { buffer: GPUBuffer; bytes: number }>();
-      for (const [name, decl] of this.#tensors) tensorMap.set(name, { buffer: tensorBuffer(name), bytes: decl.bytes });
+      for (const [name, decl] of this.#tensors) {
+        tensorMap.set(name, { buffer: tensorBuffer(name), bytes: decl.bytes });
+      }
       const unshared = [...this.#tensors.values()].reduce((a, d) => a + d.bytes, 0);
       return new Plan({
         label: this.#label,
@@ -414,7 +433,12 @@ export class Plan {
    * Encodes steps `[from, to)` into `encoder`, one compute pass. Used by {@linkcode Plan.run} and by
    * benchmarks that time a range of steps.
    */
-  encode(encoder: GPUCommandEncoder, from = 0, to = this.#steps.length, timestampWrites?: GPUComputePassTimestampWrites) {
+  encode(
+    encoder: GPUCommandEncoder,
+    from = 0,
+    to = this.#steps.length,
+    timestampWrites?: GPUComputePassTimestampWrites,
+  ) {
     const pass = encoder.beginComputePass({ label: this.label, timestampWrites });
     for (let i = from; i < to; i++) {
       const s = this.#steps[i];
@@ -452,10 +476,14 @@ export class Plan {
     if (lost) throw lost;
     const device = this.#gpu.device;
     for (const [name, data] of Object.entries(inputs)) {
-      if (!this.#inputs.includes(name)) throw new TypeError(`Cannot run plan "${this.label}": "${name}" is not an input`);
+      if (!this.#inputs.includes(name)) {
+        throw new TypeError(`Cannot run plan "${this.label}": "${name}" is not an input`);
+      }
       const t = this.#tensors.get(name)!;
       if (data.byteLength > t.bytes) {
-        throw new RangeError(`Cannot write input "${name}": expected at most ${t.bytes} bytes, got ${data.byteLength}`);
+        throw new RangeError(
+          `Cannot write input "${name}": expected at most ${t.bytes} bytes, got ${data.byteLength}`,
+        );
       }
       device.queue.writeBuffer(t.buffer, 0, data);
     }
@@ -463,7 +491,9 @@ export class Plan {
       const encoder = device.createCommandEncoder({ label: this.label });
       prepare?.(encoder);
       this.encode(encoder);
-      for (const o of this.#outputs) encoder.copyBufferToBuffer(this.#tensors.get(o.name)!.buffer, 0, o.read, 0, o.bytes);
+      for (const o of this.#outputs) {
+        encoder.copyBufferToBuffer(this.#tensors.get(o.name)!.buffer, 0, o.read, 0, o.bytes);
+      }
       device.queue.submit([encoder.finish()]);
     });
     const result = new Map<string, ArrayBuffer>();
@@ -473,7 +503,9 @@ export class Plan {
       } catch (cause) {
         const lostNow = this.#gpu.lostError?.();
         if (lostNow) throw lostNow;
-        throw new Error(`Cannot read back "${o.name}" of plan "${this.label}": ${(cause as Error).message}`, { cause });
+        throw new Error(`Cannot read back "${o.name}" of plan "${this.label}": ${(cause as Error).message}`, {
+          cause,
+        });
       }
       result.set(o.name, o.read.getMappedRange().slice(0));
       o.read.unmap();
@@ -489,7 +521,11 @@ export class Plan {
     const t = this.#tensors.get(name);
     if (!t) throw new TypeError(`Cannot read tensor "${name}": not in plan "${this.label}"`);
     const device = this.#gpu.device;
-    const read = device.createBuffer({ label: `${name}/read`, size: t.bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const read = device.createBuffer({
+      label: `${name}/read`,
+      size: t.bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     try {
       const encoder = device.createCommandEncoder();
       encoder.copyBufferToBuffer(t.buffer, 0, read, 0, t.bytes);
@@ -511,7 +547,9 @@ export class Plan {
   async profile(): Promise<{ label: string; ms: number }[]> {
     const device = this.#gpu.device;
     if (!device.features.has("timestamp-query")) {
-      throw new RangeError(`Cannot profile plan "${this.label}": the device has no "timestamp-query" feature`);
+      throw new RangeError(
+        `Cannot profile plan "${this.label}": the device has no "timestamp-query" feature`,
+      );
     }
     const perSet = 2048; // two queries per step; sets stay well under the 4096-query limit
     const results: { label: string; ms: number }[] = [];
@@ -519,13 +557,23 @@ export class Plan {
       const last = Math.min(this.#steps.length, first + perSet / 2);
       const count = 2 * (last - first);
       const querySet = device.createQuerySet({ label: `${this.label}/profile`, type: "timestamp", count });
-      const resolve = device.createBuffer({ size: count * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-      const read = device.createBuffer({ size: count * 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const resolve = device.createBuffer({
+        size: count * 8,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
+      const read = device.createBuffer({
+        size: count * 8,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
       try {
         const encoder = device.createCommandEncoder({ label: `${this.label}/profile` });
         for (let i = first; i < last; i++) {
           const q = 2 * (i - first);
-          this.encode(encoder, i, i + 1, { querySet, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 });
+          this.encode(encoder, i, i + 1, {
+            querySet,
+            beginningOfPassWriteIndex: q,
+            endOfPassWriteIndex: q + 1,
+          });
         }
         encoder.resolveQuerySet(querySet, 0, count, resolve, 0);
         encoder.copyBufferToBuffer(resolve, 0, read, 0, count * 8);

@@ -18,7 +18,11 @@ export function createKernelPipeline(device: GPUDevice, spec: KernelSpec): GPUCo
     visibility: GPUShaderStage.COMPUTE,
     buffer: { type: b.type },
   }));
-  entries.push({ binding: spec.bindings.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } });
+  entries.push({
+    binding: spec.bindings.length,
+    visibility: GPUShaderStage.COMPUTE,
+    buffer: { type: "uniform" },
+  });
   const layout = device.createBindGroupLayout({ label: spec.name, entries });
   return device.createComputePipeline({
     label: spec.name,
@@ -52,7 +56,9 @@ export async function runKernelOnce(
   options: { repeat?: number } = {},
 ): Promise<ArrayBuffer[]> {
   if (buffers.length !== spec.bindings.length) {
-    throw new TypeError(`Cannot run "${spec.name}": expected ${spec.bindings.length} buffers, got ${buffers.length}`);
+    throw new TypeError(
+      `Cannot run "${spec.name}": expected ${spec.bindings.length} buffers, got ${buffers.length}`,
+    );
   }
   const created: GPUBuffer[] = [];
   try {
@@ -81,7 +87,10 @@ export async function runKernelOnce(
       });
       created.push(uniforms);
       device.queue.writeBuffer(uniforms, 0, launch.uniforms);
-      const entries: GPUBindGroupEntry[] = gpuBuffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
+      const entries: GPUBindGroupEntry[] = gpuBuffers.map((buffer, i) => ({
+        binding: i,
+        resource: { buffer },
+      }));
       entries.push({ binding: gpuBuffers.length, resource: { buffer: uniforms } });
       const bindGroup = device.createBindGroup({
         label: spec.name,

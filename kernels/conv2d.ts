@@ -7,7 +7,8 @@
  * x: f32 NHWC [N,H,W,Cin] · w: f32 HWIO [KH,KW,Cin,Cout] · y: f32 NHWC [N,OH,OW,Cout]; zero padding P
  * bindings: 0 x r · 1 w r · 2 y rw · 3 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,m,units,
  *   cout_tiles,_pad0: u32}
- * overrides: WG (workgroup size), CK (Cin chunk summed apart) · dispatch: ceil(units / WG) folded over x,y
+ * overrides: WG (workgroup size), CK (Cin chunk summed apart) · dispatch folded over x,y (foldWorkgroups):
+ *   ceil(units / WG) when a unit is an invocation's tile, units when it is a workgroup's (conv2d_pixel_lanes)
  * numerics: f32; partial sums per (ky,kx,CK channels) added to the total
  * ```
  *

@@ -35,7 +35,12 @@ export interface PresetNumerics {
 /** The presets' numerics: `derm` = Google's Derm Foundation graph, `bit` = timm / big_transfer. */
 export const PRESETS: Readonly<Record<BitPreset, PresetNumerics>> = {
   // Derm Foundation's graph multiplies by float32(1/255) before resizing.
-  derm: { pixelScale: Math.fround(1 / 255), pixelOffset: 0, stemPoolPadding: "-inf", weightStandardizationEps: 1e-10 },
+  derm: {
+    pixelScale: Math.fround(1 / 255),
+    pixelOffset: 0,
+    stemPoolPadding: "-inf",
+    weightStandardizationEps: 1e-10,
+  },
   bit: { pixelScale: 1 / 127.5, pixelOffset: -1, stemPoolPadding: "zero", weightStandardizationEps: 1e-8 },
 };
 
@@ -124,8 +129,12 @@ export function bitGraph(
   options: { preset: BitPreset; size: number; batch: number },
 ): BitGraph {
   const { size, batch: n } = options;
-  if (!Number.isInteger(size) || size < 32) throw new RangeError(`Cannot build BiT graph: expected size >= 32, got ${size}`);
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`Cannot build BiT graph: expected batch >= 1, got ${n}`);
+  if (!Number.isInteger(size) || size < 32) {
+    throw new RangeError(`Cannot build BiT graph: expected size >= 32, got ${size}`);
+  }
+  if (!Number.isInteger(n) || n < 1) {
+    throw new RangeError(`Cannot build BiT graph: expected batch >= 1, got ${n}`);
+  }
   const tensors = new Map<string, number[]>();
   const nodes: BitNode[] = [];
   const shape = (name: string) => tensors.get(name)!;
@@ -152,7 +161,15 @@ export function bitGraph(
   const norm = (name: string, input: string, output: string, param: string) => {
     const [, h, w, c] = shape(input);
     declare(output, h, w, c);
-    nodes.push({ op: "group_norm", name, input, output, gamma: `${param}.weight`, beta: `${param}.bias`, relu: true });
+    nodes.push({
+      op: "group_norm",
+      name,
+      input,
+      output,
+      gamma: `${param}.weight`,
+      beta: `${param}.bias`,
+      relu: true,
+    });
     return output;
   };
 
@@ -180,10 +197,36 @@ export function bitGraph(
       const timm = `stages.${s}.blocks.${b}`;
       const stride = b === 0 ? stage.stride : 1;
       const preact = norm(`${unit}.gn1`, x, `${unit}.preact`, `${timm}.norm1`);
-      if (b === 0) conv(`${unit}.conv_proj`, preact, residual, `${timm}.downsample.conv.weight`, stage.channels, 1, stride);
-      const a = conv(`${unit}.conv1`, preact, `${unit}.conv1`, `${timm}.conv1.weight`, stage.midChannels, 1, 1);
+      if (b === 0) {
+        conv(
+          `${unit}.conv_proj`,
+          preact,
+          residual,
+          `${timm}.downsample.conv.weight`,
+          stage.channels,
+          1,
+          stride,
+        );
+      }
+      const a = conv(
+        `${unit}.conv1`,
+        preact,
+        `${unit}.conv1`,
+        `${timm}.conv1.weight`,
+        stage.midChannels,
+        1,
+        1,
+      );
       const a2 = norm(`${unit}.gn2`, a, `${unit}.gn2`, `${timm}.norm2`);
-      const bb = conv(`${unit}.conv2`, a2, `${unit}.conv2`, `${timm}.conv2.weight`, stage.midChannels, 3, stride);
+      const bb = conv(
+        `${unit}.conv2`,
+        a2,
+        `${unit}.conv2`,
+        `${timm}.conv2.weight`,
+        stage.midChannels,
+        3,
+        stride,
+      );
       const b2 = norm(`${unit}.gn3`, bb, `${unit}.gn3`, `${timm}.norm3`);
       conv(`${unit}.conv3`, b2, residual, `${timm}.conv3.weight`, stage.channels, 1, 1, true);
       x = residual;

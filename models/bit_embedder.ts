@@ -14,10 +14,15 @@ import { PipelineCache, type Plan } from "../engine/plan.ts";
 import { numel } from "../engine/kernel.ts";
 import { type DecodedImage, decodeImage, type DecodeImageOptions } from "../engine/image_decode.ts";
 import { packPixels, resizeBilinear, resizeBilinearLaunch } from "../kernels/resize_bilinear.ts";
-import { safetensorsFromBytes, safetensorsFromStream, safetensorsFromUrl, type TensorSource } from "../weights/safetensors.ts";
+import {
+  safetensorsFromBytes,
+  safetensorsFromStream,
+  safetensorsFromUrl,
+  type TensorSource,
+} from "../weights/safetensors.ts";
 import { proceduralSource } from "../weights/procedural.ts";
 import type { BitArchitecture } from "./bit_arch.ts";
-import { bitGraph, type BitGraph, bitMacsPerImage, type BitPreset, INPUT_CHANNELS } from "./bit.ts";
+import { type BitGraph, bitGraph, bitMacsPerImage, type BitPreset, INPUT_CHANNELS } from "./bit.ts";
 import { type BitWeights, uploadBitWeights } from "./bit_weights.ts";
 import { buildBitPlan } from "./bit_plan.ts";
 import { createKernelPipeline } from "../kernels/_harness.ts";
@@ -255,7 +260,9 @@ export class BitEmbedder {
   /** One line: architecture, preset, size, parameters, batch. */
   describe(): string {
     const a = this.weights.architecture;
-    return `BiT units ${a.stages.map((s) => s.units).join("/")}, widths ${a.stages.map((s) => s.channels).join("/")}, ` +
+    return `BiT units ${a.stages.map((s) => s.units).join("/")}, widths ${
+      a.stages.map((s) => s.channels).join("/")
+    }, ` +
       `stem ${a.stemChannels}; preset ${this.preset}; input ${this.size}x${this.size}; ` +
       `${this.weights.parameters.toLocaleString("en-US")} parameters from ${this.weights.file}; ` +
       `${(this.macsPerImage / 1e9).toFixed(1)} GMAC/image; batch up to ${this.maxBatch}`;
@@ -335,7 +342,9 @@ export class BitEmbedder {
     const s = this.size;
     const n = x.length / (s * s * 3);
     if (!Number.isInteger(n) || n < 1 || n > this.maxBatch) {
-      throw new TypeError(`Cannot embed inputs: expected N x ${s} x ${s} x 3 floats with N <= ${this.maxBatch}, got ${x.length}`);
+      throw new TypeError(
+        `Cannot embed inputs: expected N x ${s} x ${s} x 3 floats with N <= ${this.maxBatch}, got ${x.length}`,
+      );
     }
     const padded = new Float32Array(n * s * s * INPUT_CHANNELS);
     for (let p = 0; p < n * s * s; p++) {
@@ -360,7 +369,11 @@ export class BitEmbedder {
       const row = all.slice(i * d, (i + 1) * d);
       const bad = row.findIndex((v) => !Number.isFinite(v));
       if (bad >= 0) {
-        throw new NonFiniteError(first + i, "", `Cannot embed image ${first + i}: embedding element ${bad} is ${row[bad]}`);
+        throw new NonFiniteError(
+          first + i,
+          "",
+          `Cannot embed image ${first + i}: embedding element ${bad} is ${row[bad]}`,
+        );
       }
       rows.push(row);
     }

@@ -12,7 +12,11 @@ import type { KernelSpec, LaunchLimits } from "../engine/kernel.ts";
 import { numel } from "../engine/kernel.ts";
 import { conv2dLaunch, conv2dTiled } from "../kernels/conv2d.ts";
 import { groupNormStatsSteps } from "../kernels/group_norm_stats.ts";
-import { GROUP_NORM_APPLY_SPECS, groupNormApplyLaunch, groupNormApplyVariant } from "../kernels/group_norm_apply.ts";
+import {
+  GROUP_NORM_APPLY_SPECS,
+  groupNormApplyLaunch,
+  groupNormApplyVariant,
+} from "../kernels/group_norm_apply.ts";
 import { maxPoolLaunch, maxPoolSpec } from "../kernels/max_pool.ts";
 import { globalMeanPoolLaunch, globalMeanPoolSpec } from "../kernels/global_mean_pool.ts";
 
@@ -48,7 +52,8 @@ export function recordBitPlan(
     return s;
   };
   const keep = new Set(options.keep ?? []);
-  const declare = (name: string) => builder.tensor(name, { bytes: numel(shapeOf(name)) * F32, keep: keep.has(name) });
+  const declare = (name: string) =>
+    builder.tensor(name, { bytes: numel(shapeOf(name)) * F32, keep: keep.has(name) });
   const weight = (name: string) => {
     const buffer = weights.get(name);
     if (!buffer) throw new TypeError(`Cannot plan: weight "${name}" is not loaded`);
@@ -74,7 +79,9 @@ export function recordBitPlan(
         }, limits);
         const expected = shapeOf(node.output);
         if (launch.outShape.some((d, i) => d !== expected[i])) {
-          throw new TypeError(`Cannot plan "${node.name}": conv gives [${launch.outShape}], graph expects [${expected}]`);
+          throw new TypeError(
+            `Cannot plan "${node.name}": conv gives [${launch.outShape}], graph expects [${expected}]`,
+          );
         }
         declare(node.output);
         builder.step({

@@ -92,7 +92,11 @@ export async function uploadBitWeights(
       created.push(b);
       return b;
     });
-    const standardize = await checkedGpuCall(device, "load weights/pipeline", () => createKernelPipeline(device, weightStandardizeSpec));
+    const standardize = await checkedGpuCall(
+      device,
+      "load weights/pipeline",
+      () => createKernelPipeline(device, weightStandardizeSpec),
+    );
     const uniformBuffer = device.createBuffer({
       label: "weights/uniforms",
       size: 256,
@@ -108,7 +112,11 @@ export async function uploadBitWeights(
         const values = decodeToFloat32(entry, raw);
         for (let i = 0; i < values.length; i++) {
           if (!Number.isFinite(values[i])) {
-            throw new WeightsError(source.file, entry.name, `Cannot load "${entry.name}" from "${source.file}": element ${i} is ${values[i]}`);
+            throw new WeightsError(
+              source.file,
+              entry.name,
+              `Cannot load "${entry.name}" from "${source.file}": element ${i} is ${values[i]}`,
+            );
           }
         }
         const buffer = await checkedGpuCall(device, `load weights/${timm}`, () => {
@@ -178,9 +186,21 @@ export async function uploadBitWeights(
     const missing = [...adapted.tensors.keys()].filter((k) => !buffers.has(k));
     if (missing.length > 0) {
       const name = adapted.tensors.get(missing[0])!.source.name;
-      throw new WeightsError(source.file, name, `Cannot load "${name}" from "${source.file}": the stream ended before it`);
+      throw new WeightsError(
+        source.file,
+        name,
+        `Cannot load "${name}" from "${source.file}": the stream ended before it`,
+      );
     }
-    await checkNonFinite(gpu, source.file, convs.map((timm) => ({ timm, name: adapted.tensors.get(timm)!.source.name, buffer: buffers.get(timm)! })));
+    await checkNonFinite(
+      gpu,
+      source.file,
+      convs.map((timm) => ({
+        timm,
+        name: adapted.tensors.get(timm)!.source.name,
+        buffer: buffers.get(timm)!,
+      })),
+    );
     staging.destroy();
     uniformBuffer.destroy();
     const own = created.filter((b) => b !== staging && b !== uniformBuffer);
@@ -224,7 +244,9 @@ async function checkNonFinite(
   });
   const read = device.createBuffer({
     label: "weights/nonfinite/read",
-    size: flags.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    size: flags.size,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
   const uniforms: GPUBuffer[] = [];
   try {
     const encoder = device.createCommandEncoder({ label: "weights/nonfinite" });
@@ -233,7 +255,10 @@ async function checkNonFinite(
     convs.forEach((c, i) => {
       const count = c.buffer.size / 4;
       const launch = nonfiniteCheckLaunch({ n: 1, perImage: count });
-      const u = device.createBuffer({ size: launch.uniforms.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+      const u = device.createBuffer({
+        size: launch.uniforms.byteLength,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      });
       uniforms.push(u);
       device.queue.writeBuffer(u, 0, launch.uniforms);
       pass.setBindGroup(
@@ -257,7 +282,11 @@ async function checkNonFinite(
     read.unmap();
     const bad = convs.findIndex((_, i) => values[(i * stride) / 4] !== 0);
     if (bad >= 0) {
-      throw new WeightsError(file, convs[bad].name, `Cannot load "${convs[bad].name}" from "${file}": it holds NaN or infinite values`);
+      throw new WeightsError(
+        file,
+        convs[bad].name,
+        `Cannot load "${convs[bad].name}" from "${file}": it holds NaN or infinite values`,
+      );
     }
   } finally {
     flags.destroy();

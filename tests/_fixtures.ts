@@ -3,7 +3,7 @@
  * engine's reader rightly refuses), and the weights each case uses.
  * @module
  */
-import { bitArchitecture, type BitArchitecture } from "../models/bit_arch.ts";
+import { type BitArchitecture, bitArchitecture } from "../models/bit_arch.ts";
 import type { WeightsInput } from "../models/bit_embedder.ts";
 import type { BitPreset } from "../models/bit.ts";
 
@@ -68,7 +68,9 @@ export interface RefTensor {
 }
 
 /** Reads a case's `.ref.safetensors`: every tensor as float64, and the metadata. */
-export function readReference(name: string): { tensors: Map<string, RefTensor>; metadata: Record<string, string> } {
+export function readReference(
+  name: string,
+): { tensors: Map<string, RefTensor>; metadata: Record<string, string> } {
   const bytes = Deno.readFileSync(new URL(`bit/${name}.ref.safetensors`, FIXTURES_DIR));
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
@@ -81,9 +83,17 @@ export function readReference(name: string): { tensors: Map<string, RefTensor>; 
       metadata = entry as Record<string, string>;
       continue;
     }
-    const { dtype, shape, data_offsets: [b, e] } = entry as { dtype: string; shape: number[]; data_offsets: number[] };
+    const { dtype, shape, data_offsets: [b, e] } = entry as {
+      dtype: string;
+      shape: number[];
+      data_offsets: number[];
+    };
     const raw = bytes.slice(start + b, start + e).buffer;
-    const data = dtype === "F64" ? new Float64Array(raw) : dtype === "F32" ? Float64Array.from(new Float32Array(raw)) : null;
+    const data = dtype === "F64"
+      ? new Float64Array(raw)
+      : dtype === "F32"
+      ? Float64Array.from(new Float32Array(raw))
+      : null;
     if (!data) throw new Error(`Unexpected dtype ${dtype} for "${key}" in ${name}.ref.safetensors`);
     tensors.set(key, { shape, data });
   }

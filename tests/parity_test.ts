@@ -42,14 +42,21 @@ for (const c of missing ? [] : fixtureCases()) {
     const ref = readReference(c.name);
     const bound = embeddingBound(ref.metadata);
     const want = ref.tensors.get("embedding_f64")!.data;
-    const embedder = await createBitEmbedder(caseWeights(c), { gpu, preset: c.preset, size: c.size, maxBatch: 1 });
+    const embedder = await createBitEmbedder(caseWeights(c), {
+      gpu,
+      preset: c.preset,
+      size: c.size,
+      maxBatch: 1,
+    });
     try {
       const lines: string[] = [];
       const checkpoints = CHECKPOINTS.filter((k) => ref.tensors.has(k));
       const input = Float32Array.from(ref.tensors.get("input")!.data);
       const fromInput = await embedder.embedInputs(input, { checkpoints });
       const errors: [string, number][] = [];
-      for (const k of checkpoints) errors.push([k, relativeMaxError(fromInput.checkpoints.get(k)!, ref.tensors.get(k)!.data)]);
+      for (const k of checkpoints) {
+        errors.push([k, relativeMaxError(fromInput.checkpoints.get(k)!, ref.tensors.get(k)!.data)]);
+      }
       errors.push(["embedding (reference input)", relativeMaxError(fromInput.rows[0], want)]);
       const imageBytes = await Deno.readFile(caseImagePath(c));
       const [row] = await embedder.embed([{ bytes: imageBytes, name: c.image }]);
@@ -58,7 +65,10 @@ for (const c of missing ? [] : fixtureCases()) {
       lines.push(`embedding (image file) ${endToEnd.toExponential(2)}`);
       console.log(`${c.name}: bound ${bound.toExponential(2)}; ${lines.join("; ")}`);
       for (const [k, e] of errors) {
-        assert.ok(e <= bound, `${c.name}: ${k} relative error ${e.toExponential(3)} over ${bound.toExponential(3)}`);
+        assert.ok(
+          e <= bound,
+          `${c.name}: ${k} relative error ${e.toExponential(3)} over ${bound.toExponential(3)}`,
+        );
       }
       assert.ok(
         endToEnd <= bound,

@@ -19,7 +19,9 @@ Deno.test("writeSafetensorsFile() streams a source to a file that reads back ide
     assert.deepEqual([...back.tensors.keys()].sort(), [...source.tensors.keys()].sort());
     const want = new Map<string, Uint8Array>();
     for await (const { entry, bytes } of source.stream()) want.set(entry.name, bytes.slice());
-    for await (const { entry, bytes } of back.stream()) assert.deepEqual(bytes, want.get(entry.name), entry.name);
+    for await (const { entry, bytes } of back.stream()) {
+      assert.deepEqual(bytes, want.get(entry.name), entry.name);
+    }
     await back.close();
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["tiny.safetensors"]);
   } finally {
