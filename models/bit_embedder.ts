@@ -69,19 +69,24 @@ export interface BitEmbedderOptions {
 const MAX_DEFAULT_BATCH = 16;
 const PLANS_KEPT = 2;
 
+// Not a literal, so that bundlers and the browser type-check leave the Deno file loader out of the graph.
+const DENO_FILE_LOADER = "../weights/safetensors_deno.ts";
+
+async function openFile(path: string): Promise<TensorSource> {
+  const loader: { openSafetensorsFile(path: string): Promise<TensorSource> } = await import(DENO_FILE_LOADER);
+  const { openSafetensorsFile } = loader;
+  return await openSafetensorsFile(path);
+}
+
 async function openWeights(input: WeightsInput): Promise<TensorSource> {
   if (input instanceof Uint8Array) return safetensorsFromBytes(input);
   if (input instanceof URL) {
-    if (input.protocol === "file:") {
-      const { openSafetensorsFile } = await import("../weights/safetensors_deno.ts");
-      return await openSafetensorsFile(decodeURIComponent(input.pathname));
-    }
+    if (input.protocol === "file:") return await openFile(decodeURIComponent(input.pathname));
     return await safetensorsFromUrl(input);
   }
   if (typeof input === "string") {
     if (/^https?:\/\//.test(input)) return await safetensorsFromUrl(input);
-    const { openSafetensorsFile } = await import("../weights/safetensors_deno.ts");
-    return await openSafetensorsFile(input);
+    return await openFile(input);
   }
   if (input instanceof ReadableStream) return await safetensorsFromStream(input, "<stream>");
   if ("procedural" in input) return proceduralSource(input.procedural, input.seed, { preset: "derm" });

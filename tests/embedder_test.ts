@@ -140,3 +140,35 @@ gpuTest("embed() fails with DeviceLostError after the device is lost", async () 
   assert.ok(error instanceof DeviceLostError, `${error}`);
   embedder.dispose();
 });
+
+gpuTest("createBitEmbedder() loads the same weights from bytes, a stream, a URL and a path", async (gpu) => {
+  const bytes = await tinyWeights();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(bytes.slice()),
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/w.safetensors`, bytes);
+    const inputs = [
+      bytes,
+      new Blob([bytes.slice()]).stream(),
+      new URL(`http://127.0.0.1:${server.addr.port}/w.safetensors`),
+      `${dir}/w.safetensors`,
+    ];
+    let want: Float32Array | undefined;
+    for (const input of inputs) {
+      const embedder = await createBitEmbedder(input, { gpu, size: SIZE });
+      try {
+        const [row] = await embedder.embed([IMAGE]);
+        want ??= row;
+        assert.deepEqual(row, want);
+      } finally {
+        embedder.dispose();
+      }
+    }
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
