@@ -26,6 +26,8 @@ import { type BitGraph, bitGraph, bitMacsPerImage, type BitPreset, INPUT_CHANNEL
 import { type BitWeights, uploadBitWeights } from "./bit_weights.ts";
 import { buildBitPlan } from "./bit_plan.ts";
 import { createKernelPipeline } from "../kernels/_harness.ts";
+import { kernelSpec } from "../kernels/registry.ts";
+import type { KernelSpec } from "../engine/kernel.ts";
 
 /** Procedurally generated weights (../shared/fixtures/README.md): real work, meaningless embeddings. */
 export interface ProceduralWeights {
@@ -64,6 +66,8 @@ export interface BitEmbedderOptions {
   onLoadProgress?: (done: number, total: number) => void;
   /** Image decoding options (pixel limit, JPEG decoder). */
   decode?: DecodeImageOptions;
+  /** Convolution variant by name (default `conv2d_tiled`; see `kernels/registry.ts`). */
+  convVariant?: string;
 }
 
 const MAX_DEFAULT_BATCH = 16;
@@ -118,7 +122,12 @@ export async function createBitEmbedder(
       preset: options.preset,
       onProgress: options.onLoadProgress,
     });
-    return new BitEmbedder(gpu, resident, ownsGpu, options);
+    try {
+      return new BitEmbedder(gpu, resident, ownsGpu, options);
+    } catch (e) {
+      resident.dispose();
+      throw e;
+    }
   } catch (e) {
     if (ownsGpu) gpu.destroy();
     throw e;
@@ -229,6 +238,7 @@ export class BitEmbedder {
   #plans: BatchPlan[] = [];
   #resize: GPUComputePipeline;
   #decode: DecodeImageOptions;
+  #conv: KernelSpec | undefined;
   #disposed = false;
 
   /** Use {@linkcode createBitEmbedder}. */
@@ -243,6 +253,10 @@ export class BitEmbedder {
     this.#cache = new PipelineCache(gpu.device);
     this.#resize = createKernelPipeline(gpu.device, resizeBilinear);
     this.#decode = options.decode ?? {};
+    this.#conv = options.convVariant === undefined ? undefined : kernelSpec(options.convVariant);
+    if (this.#conv && !this.#conv.name.startsWith("conv2d")) {
+      throw new TypeError(`Cannot use "${options.convVariant}" as the convolution: not a conv2d variant`);
+    }
     const one = bitGraph(arch, { preset: this.preset, size: this.size, batch: 1 });
     this.macsPerImage = bitMacsPerImage(one);
     const perImage = Math.max(...[...one.tensors.values()].map((s) => numel(s) * 4));
@@ -292,7 +306,7 @@ export class BitEmbedder {
       { device: this.gpu.device, limits: this.gpu.limits, lostError: this.gpu.lostError },
       graph,
       this.weights.buffers,
-      { label, keep: keep.map((k) => graph.checkpoints[k] ?? k), cache: this.#cache },
+      { label, keep: keep.map((k) => graph.checkpoints[k] ?? k), cache: this.#cache, conv: this.#conv },
     );
     const input = new ImageInputStage(this.gpu.device, this.#resize, plan.bufferOf(graph.input));
     const entry = { key, graph, plan, input };

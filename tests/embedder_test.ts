@@ -10,6 +10,8 @@ import { proceduralSource } from "../weights/procedural.ts";
 import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
 import { acquireGpu, type Gpu } from "../engine/device.ts";
 import { DeviceLostError, ImageError, NonFiniteError, WeightsError } from "../engine/errors.ts";
+import { CONV2D_VARIANT_NAMES } from "../kernels/registry.ts";
+import { relativeMaxError } from "./_compare.ts";
 
 const TINY = bitArchitecture([1, 1, 1, 1], [128, 256, 512, 1024], 32);
 const SIZE = 64;
@@ -171,4 +173,23 @@ gpuTest("createBitEmbedder() loads the same weights from bytes, a stream, a URL 
     await server.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+gpuTest("every convolution variant gives the same embedding within float32 noise", async (gpu) => {
+  const bytes = await tinyWeights();
+  let want: Float32Array | undefined;
+  for (const convVariant of CONV2D_VARIANT_NAMES) {
+    const embedder = await createBitEmbedder(bytes, { gpu, size: SIZE, convVariant });
+    try {
+      const [row] = await embedder.embed([IMAGE]);
+      want ??= row;
+      assert.ok(relativeMaxError(row, want) < 1e-5, `${convVariant}: ${relativeMaxError(row, want)}`);
+    } finally {
+      embedder.dispose();
+    }
+  }
+  await assert.rejects(
+    createBitEmbedder(bytes, { gpu, size: SIZE, convVariant: "max_pool" }),
+    /not a conv2d variant/,
+  );
 });
