@@ -19,6 +19,7 @@ import {
   type TensorSource,
 } from "../weights/safetensors.ts";
 import { openSafetensorsFile } from "../weights/safetensors_deno.ts";
+import { openNpzFile } from "../weights/npz_deno.ts";
 import { writeSafetensorsFile } from "../weights/safetensors_write_deno.ts";
 import { openSavedModel, type SavedModelSource } from "../weights/savedmodel_deno.ts";
 import { reportError } from "./errors.ts";
@@ -58,9 +59,6 @@ function usage(message: string): number {
   return 2;
 }
 
-// Not a literal: the .npz reader is another module's, loaded only for .npz sources.
-const NPZ_LOADER = "../weights/npz_deno.ts";
-
 /** Opens SRC by what it is; returns the source and a short description of its format. */
 async function openSource(src: string): Promise<{ source: TensorSource; format: string }> {
   let info: Deno.FileInfo;
@@ -79,20 +77,7 @@ async function openSource(src: string): Promise<{ source: TensorSource; format: 
   if (lower.endsWith(".safetensors")) {
     return { source: await openSafetensorsFile(src), format: "safetensors" };
   }
-  if (lower.endsWith(".npz")) {
-    let loader: { openNpzFile?: (path: string) => Promise<TensorSource> };
-    try {
-      loader = await import(NPZ_LOADER);
-    } catch (e) {
-      throw new WeightsError(src, "", `Cannot convert "${src}": .npz sources are not supported yet`, {
-        cause: e,
-      });
-    }
-    if (typeof loader.openNpzFile !== "function") {
-      throw new WeightsError(src, "", `Cannot convert "${src}": .npz sources are not supported yet`);
-    }
-    return { source: await loader.openNpzFile(src), format: "npz" };
-  }
+  if (lower.endsWith(".npz")) return { source: await openNpzFile(src, { dropHead: true }), format: "npz" };
   throw new WeightsError(
     src,
     "",

@@ -1,22 +1,55 @@
 /**
- * `deno task embed`: images in, one embedding per image out, as a float32 .npy [images, embedding size].
+ * `deno task embed`: folders of images in, one embedding per image out (.npy, .jsonl, .parquet or
+ * .safetensors), resumable and crash-safe. Decoding runs on worker threads while the GPU embeds the
+ * previous batch; a bad image is reported and skipped, never written as a row.
  * @module
  */
 import { parseArgs } from "node:util";
+import { resolve } from "node:path";
 import { createBitEmbedder } from "../models/bit_embedder.ts";
 import { parseWeightsArgument } from "./weights_arg.ts";
-import { encodeNpyFloat32 } from "./npy.ts";
 import { describeGpu } from "../engine/device.ts";
+import { type DecodedImage, DEFAULT_MAX_PIXELS } from "../engine/image_decode.ts";
+import { NonFiniteError } from "../engine/errors.ts";
 import { reportError } from "./errors.ts";
 import type { BitPreset } from "../models/bit.ts";
+import { collectInputs, type InputImage } from "./inputs.ts";
+import {
+  type EmbeddingRow,
+  OUTPUT_FORMATS,
+  outputFormat,
+  type OutputInfo,
+  readOutput,
+  writeAtomically,
+  writeOutput,
+} from "./outputs.ts";
+import { DecodePool } from "./decode_pool.ts";
+import type { DecodeReply } from "./decode_job.ts";
+import { ProgressBar } from "./progress_bar.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+/** `derm-webgpu VERSION`, written into every output file. */
+export const ENGINE = `derm-webgpu ${denoJson.version}`;
+
+/** Images between checkpoints by default. */
+export const DEFAULT_CHECKPOINT_EVERY = 256;
 
 const HELP = `deno task embed: compute Derm Foundation / BiT embeddings with WebGPU
 
 Usage:
-  deno task embed --weights WEIGHTS --out OUT.npy [options] IMAGE...
+  deno task embed --weights WEIGHTS --out OUT.EXT [options] IMAGE|FOLDER|GLOB...
 
-Writes a float32 .npy of shape [number of images, embedding size], one row per IMAGE in the order given,
-and OUT.npy.paths.txt listing the images, one per line, in the same order.
+Embeds every image (PNG or JPEG) given: files, folders (recursively, *.png/*.jpg/*.jpeg, sorted by path),
+glob patterns ("photos/**/*.jpg", quoted so the shell leaves them) and --list files. A path given twice is
+embedded once. Rows are in that order. Images that cannot be read or decoded are reported on stderr and in
+OUT.errors.jsonl and skipped; the others are still embedded (exit code 1 at the end).
+
+Output, by the extension of --out (each states the model, preset, input size and engine version):
+  .npy          float32 [images, D]; OUT.npy.paths.txt lists the images, OUT.npy.json has the model,
+                each row's path, SHA-256 and metadata
+  .jsonl        one object per image: path, hash (SHA-256 of the file), metadata, model facts, embedding
+  .parquet      columns path, hash, the --list CSV's metadata columns, embedding (list of D float32)
+  .safetensors  tensor "embeddings" F32 [images, D]; paths, hashes, metadata in __metadata__
 
 Options:
   --weights WEIGHTS   safetensors file or http(s) URL (Derm Foundation in Derm naming, or timm BiT), or
@@ -25,13 +58,48 @@ Options:
   --preset derm|bit   numeric preset (default: from the file's metadata or tensor names; derm for
                       procedural weights). derm: x/255, -inf max-pool padding; bit: x/127.5-1, zero padding
   --size N            model input size S; images are resized to S x S (default 448 for derm, 224 for bit)
-  --out FILE          output .npy path (required)
-  --batch N           images per GPU submission (default: the most that fits the device's limits)
-  --verbose           print the adapter, its limits, the plan and timings to stderr
+  --out FILE          output file: .npy, .jsonl, .parquet or .safetensors (required)
+  --list FILE         more images: one path per line, or a CSV with a "path" column (else "file",
+                      "filename" or "image") whose other columns are kept as metadata; relative paths are
+                      relative to the list's folder. Repeatable
+  --batch N           images per GPU submission (default: the most that fits the device's limits, at most 16)
+  --workers N         decode threads (default: CPU cores - 1, at least 1, at most 4; 0 decodes on the
+                      main thread)
+  --max-pixels N      refuse images whose header says more than N pixels (decompression bombs; default
+                      ${DEFAULT_MAX_PIXELS})
+  --exif-orientation  rotate/flip JPEGs as their EXIF Orientation says (default: ignored, as TensorFlow and
+                      Derm Foundation ignore it)
+  --checkpoint-every N  rewrite OUT (atomically) every N embedded images (default ${DEFAULT_CHECKPOINT_EVERY}), so a
+                      killed run loses at most N images
+  --resume            keep the rows already in OUT whose path and SHA-256 still match, embed the rest;
+                      the result is the file an uninterrupted run writes
+  --strict            stop at the first image that fails (exit 1; OUT keeps its last checkpoint)
+  --quiet             no progress output (errors are still printed)
+  --json              print a JSON summary on stdout: counts, errors, images/s, adapter, and a time
+                      profile (read, decode, upload, GPU, write)
+  --verbose           print the adapter, its limits, the model, timings, and stack traces to stderr
   --help              show this help
 
-Images: PNG (8-bit grey, grey+alpha, palette, RGB, RGBA) and JPEG. Alpha is dropped, grey replicated.
+Images: PNG (1 to 16-bit grey, grey+alpha, palette, RGB, RGBA; 16-bit keeps the high byte, as TensorFlow's
+DecodePng to uint8) and JPEG (decoded bit-identically to libjpeg-turbo). Alpha is dropped, grey replicated.
 Exit codes: 0 success, 1 an image or the weights could not be used, 2 bad command line, 3 no WebGPU.`;
+
+interface Options {
+  weights: string;
+  preset?: BitPreset;
+  size?: number;
+  out: string;
+  batch?: number;
+  workers: number;
+  maxPixels: number;
+  exifOrientation: boolean;
+  checkpointEvery: number;
+  resume: boolean;
+  strict: boolean;
+  quiet: boolean;
+  json: boolean;
+  verbose: boolean;
+}
 
 /** Runs the command with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -45,93 +113,347 @@ export async function main(args: string[]): Promise<number> {
         preset: { type: "string" },
         size: { type: "string" },
         out: { type: "string" },
+        list: { type: "string", multiple: true },
         batch: { type: "string" },
+        workers: { type: "string" },
+        "max-pixels": { type: "string" },
+        "exif-orientation": { type: "boolean", default: false },
+        "checkpoint-every": { type: "string" },
+        resume: { type: "boolean", default: false },
+        strict: { type: "boolean", default: false },
+        quiet: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
         verbose: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
     });
   } catch (e) {
-    console.error(`error: ${(e as Error).message}\n\nRun with --help for usage.`);
-    return 2;
+    return usage((e as Error).message);
   }
   const { values, positionals } = parsed;
   if (values.help) {
     console.log(HELP);
     return 0;
   }
-  const usage = (message: string) => {
-    console.error(`error: ${message}\n\nRun with --help for usage.`);
-    return 2;
-  };
   if (!values.weights) return usage("--weights is required");
   if (!values.out) return usage("--out is required");
-  if (positionals.length === 0) return usage("no images given");
+  if (positionals.length === 0 && !values.list?.length) return usage("no images given");
   if (values.preset !== undefined && values.preset !== "derm" && values.preset !== "bit") {
     return usage(`--preset must be "derm" or "bit", got "${values.preset}"`);
   }
-  const size = values.size === undefined ? undefined : Number(values.size);
-  if (size !== undefined && (!Number.isInteger(size) || size < 32 || size > 4096)) {
-    return usage(`--size must be an integer from 32 to 4096, got "${values.size}"`);
+  if (!outputFormat(values.out)) {
+    return usage(`--out must end in ${OUTPUT_FORMATS.map((f) => `.${f}`).join(", ")}, got "${values.out}"`);
   }
-  const batch = values.batch === undefined ? undefined : Number(values.batch);
-  if (batch !== undefined && (!Number.isInteger(batch) || batch < 1)) {
-    return usage(`--batch must be a positive integer, got "${values.batch}"`);
-  }
-  const verbose = values.verbose;
-  const log = (line: string) => verbose && console.error(line);
-  try {
-    const started = performance.now();
-    const weights = await parseWeightsArgument(values.weights);
-    const embedder = await createBitEmbedder(weights, {
-      preset: values.preset as BitPreset | undefined,
-      size,
-      maxBatch: batch,
-    });
-    try {
-      log(describeGpu(embedder.gpu));
-      log(
-        `model: ${embedder.describe()}; weights loaded in ${
-          ((performance.now() - started) / 1000).toFixed(1)
-        } s`,
-      );
-      const images = [];
-      for (const path of positionals) {
-        let bytes: Uint8Array;
-        try {
-          bytes = await Deno.readFile(path);
-        } catch (e) {
-          throw new Error(`Cannot read image "${path}": ${(e as Error).message}`);
-        }
-        images.push({ bytes, name: path });
-      }
-      const t0 = performance.now();
-      const rows = await embedder.embed(images);
-      log(`embedded ${rows.length} image(s) in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
-      await writeAtomically(values.out, encodeNpyFloat32(rows, embedder.embeddingSize));
-      await writeAtomically(
-        `${values.out}.paths.txt`,
-        new TextEncoder().encode(positionals.join("\n") + "\n"),
-      );
-      log(`wrote ${values.out} [${rows.length}, ${embedder.embeddingSize}]`);
-    } finally {
-      embedder.dispose();
+  const int = (name: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new RangeError(`--${name} must be an integer from ${min} to ${max}, got "${value}"`);
     }
-    return 0;
+    return n;
+  };
+  let options: Options;
+  try {
+    const cores = navigator.hardwareConcurrency ?? 2;
+    options = {
+      weights: values.weights,
+      preset: values.preset as BitPreset | undefined,
+      size: int("size", values.size, 32, 4096),
+      out: values.out,
+      batch: int("batch", values.batch, 1),
+      workers: int("workers", values.workers, 0, 64) ?? Math.min(4, Math.max(1, cores - 1)),
+      maxPixels: int("max-pixels", values["max-pixels"], 1) ?? DEFAULT_MAX_PIXELS,
+      exifOrientation: values["exif-orientation"],
+      checkpointEvery: int("checkpoint-every", values["checkpoint-every"], 1) ?? DEFAULT_CHECKPOINT_EVERY,
+      resume: values.resume,
+      strict: values.strict,
+      quiet: values.quiet,
+      json: values.json,
+      verbose: values.verbose,
+    };
   } catch (e) {
-    return reportError(e, verbose);
+    return usage((e as Error).message);
+  }
+  let inputs: InputImage[];
+  try {
+    inputs = await collectInputs(positionals, { lists: values.list });
+  } catch (e) {
+    return usage((e as Error).message);
+  }
+  if (inputs.length === 0) return usage("no images found");
+  try {
+    return await run(inputs, options);
+  } catch (e) {
+    return reportError(e, options.verbose);
   }
 }
 
-/** Writes to a temporary file beside `path`, then renames: a reader never sees a partial file. */
-async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  try {
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw new Error(`Cannot write "${path}": ${(e as Error).message}`);
+function usage(message: string): number {
+  console.error(`error: ${message}\n\nRun with --help for usage.`);
+  return 2;
+}
+
+/** A failed image, as printed and written to OUT.errors.jsonl. */
+interface ImageFailure {
+  path: string;
+  hash: string;
+  reason: string;
+}
+
+async function run(inputs: InputImage[], o: Options): Promise<number> {
+  const wallStart = performance.now();
+  const log = (line: string) => o.verbose && console.error(line);
+  // Rows by input index; --resume fills them from OUT first (checked against the file's hash when read).
+  const rows: (EmbeddingRow | undefined)[] = new Array(inputs.length);
+  let resumedInfo: Record<string, string> | undefined;
+  if (o.resume) {
+    const previous = await readOutput(o.out);
+    if (previous) {
+      resumedInfo = previous.info;
+      const byPath = new Map(previous.rows.map((r) => [resolve(r.path), r]));
+      inputs.forEach((input, i) => {
+        const r = byPath.get(resolve(input.path));
+        if (r) rows[i] = { ...r, path: input.path, metadata: input.metadata };
+      });
+    }
   }
+
+  const weights = await parseWeightsArgument(o.weights);
+  const embedder = await createBitEmbedder(weights, { preset: o.preset, size: o.size, maxBatch: o.batch });
+  const pool = new DecodePool(o.workers);
+  const progress = new ProgressBar(inputs.length, {
+    mode: o.quiet ? "none" : Deno.stderr.isTerminal() ? "bar" : "lines",
+  });
+  try {
+    log(describeGpu(embedder.gpu));
+    log(`model: ${embedder.describe()}; loaded in ${((performance.now() - wallStart) / 1000).toFixed(1)} s`);
+    const a = embedder.weights.architecture;
+    const info: OutputInfo = {
+      model: o.weights,
+      architecture: `BiT units ${a.stages.map((s) => s.units).join("/")} widths ${
+        a.stages.map((s) => s.channels).join("/")
+      } stem ${a.stemChannels}`,
+      preset: embedder.preset,
+      size: embedder.size,
+      embeddingSize: embedder.embeddingSize,
+      engine: ENGINE,
+    };
+    if (resumedInfo) {
+      const mismatch = (["model", "preset", "input_size", "embedding_size"] as const).find((k) =>
+        resumedInfo![k] !== String(
+          {
+            model: info.model,
+            preset: info.preset,
+            input_size: info.size,
+            embedding_size: info.embeddingSize,
+          }[k],
+        )
+      );
+      if (mismatch) {
+        throw new TypeError(
+          `Cannot resume "${o.out}": it was made with ${mismatch} "${resumedInfo[mismatch]}", this run uses ${
+            mismatch === "model"
+              ? info.model
+              : mismatch === "preset"
+              ? info.preset
+              : mismatch === "input_size"
+              ? info.size
+              : info.embeddingSize
+          }`,
+        );
+      }
+    }
+    const loadMs = performance.now() - wallStart;
+    const batch = embedder.maxBatch;
+
+    // Decode ahead: up to `window` images in flight or waiting, in input order.
+    const window = Math.max(2 * batch, 2 * Math.max(1, pool.size));
+    const replies = new Map<number, Promise<DecodeReply>>();
+    let requested = 0;
+    const requestMore = (upTo: number) => {
+      while (requested < Math.min(upTo, inputs.length)) {
+        const i = requested++;
+        replies.set(
+          i,
+          pool.decode({
+            path: inputs[i].path,
+            skipHash: rows[i]?.hash,
+            maxPixels: o.maxPixels,
+            exifOrientation: o.exifOrientation,
+          }),
+        );
+      }
+    };
+
+    const failures: ImageFailure[] = [];
+    const t = { readMs: 0, decodeMs: 0, waitDecodeMs: 0, writeMs: 0, checkpoints: 0 };
+    let resumed = 0;
+    let embedded = 0;
+    let sinceCheckpoint = 0;
+    let stopped = false;
+    const fail = (i: number, hash: string, reason: string) => {
+      failures.push({ path: inputs[i].path, hash, reason });
+      rows[i] = undefined;
+      progress.clear();
+      console.error(`error: ${inputs[i].path}: ${reason}`);
+      if (o.strict) stopped = true;
+    };
+    const present = () => rows.filter((r): r is EmbeddingRow => r !== undefined);
+    const save = async () => {
+      const t0 = performance.now();
+      const done = present();
+      if (done.length > 0) {
+        await writeOutput(o.out, done, info);
+        const errorsFile = `${o.out}.errors.jsonl`;
+        if (failures.length > 0) {
+          await writeAtomically(
+            errorsFile,
+            new TextEncoder().encode(failures.map((f) => JSON.stringify(f) + "\n").join("")),
+          );
+        } else {
+          await Deno.remove(errorsFile).catch(() => {});
+        }
+      }
+      t.writeMs += performance.now() - t0;
+    };
+
+    let next = 0;
+    while (next < inputs.length && !stopped) {
+      // Gather one batch of decoded images (skipping resumed and failed ones).
+      const chunk: { index: number; hash: string; image: DecodedImage }[] = [];
+      while (chunk.length < batch && next < inputs.length && !stopped) {
+        requestMore(next + window);
+        const i = next++;
+        const w0 = performance.now();
+        const reply = await replies.get(i)!;
+        t.waitDecodeMs += performance.now() - w0;
+        replies.delete(i);
+        t.readMs += reply.readMs;
+        t.decodeMs += reply.decodeMs;
+        if (reply.skipped) {
+          resumed++;
+          progress.skip(1);
+        } else if (reply.error !== undefined) {
+          fail(i, reply.hash, reply.error);
+          progress.update(1, 1);
+        } else {
+          rows[i] = undefined;
+          const { width, height, rgba } = reply.image!;
+          chunk.push({ index: i, hash: reply.hash, image: { width, height, rgba, format: "png" } });
+        }
+      }
+      requestMore(next + window);
+      if (stopped || chunk.length === 0) continue;
+      const results = await embedChunk(embedder, chunk.map((c) => c.image));
+      results.forEach((r, k) => {
+        const { index, hash } = chunk[k];
+        if (r instanceof Error) {
+          if (!stopped) fail(index, hash, r.message);
+        } else {
+          rows[index] = { path: inputs[index].path, hash, metadata: inputs[index].metadata, embedding: r };
+          embedded++;
+          sinceCheckpoint++;
+        }
+      });
+      progress.update(chunk.length - results.filter((r) => r instanceof Error).length);
+      if (sinceCheckpoint >= o.checkpointEvery && !stopped) {
+        await save();
+        t.checkpoints++;
+        sinceCheckpoint = 0;
+        log(`checkpoint: ${present().length} rows in ${o.out}`);
+      }
+    }
+    if (!stopped) await save();
+    progress.finish();
+
+    const wallMs = performance.now() - wallStart;
+    const embedMs = wallMs - loadMs;
+    const gpuTimes = embedder.timings();
+    const written = present().length;
+    if (written === 0 && !stopped) console.error(`error: no image could be embedded; "${o.out}" not written`);
+    log(
+      `embedded ${embedded} image(s), ${resumed} resumed, ${failures.length} failed, in ${
+        (embedMs / 1000).toFixed(2)
+      } s`,
+    );
+    if (o.json) {
+      const share = (ms: number) => Number((ms / embedMs).toFixed(4));
+      console.log(JSON.stringify(
+        {
+          images: inputs.length,
+          embedded,
+          resumed,
+          failed: failures.length,
+          rows_written: stopped ? null : written,
+          stopped_early: stopped,
+          errors: failures.map(({ path, reason }) => ({ path, reason })),
+          output: o.out,
+          format: outputFormat(o.out),
+          seconds: Number((embedMs / 1000).toFixed(3)),
+          images_per_second: Number((embedded / (embedMs / 1000)).toFixed(2)),
+          adapter: embedder.gpu.adapterInfo.description,
+          model: embedder.describe(),
+          batch,
+          workers: pool.size,
+          checkpoints: t.checkpoints,
+          profile: {
+            load_ms: Math.round(loadMs),
+            wall_ms: Math.round(embedMs),
+            read_hash_ms: Math.round(t.readMs),
+            decode_ms: Math.round(t.decodeMs),
+            wait_for_decode_ms: Math.round(t.waitDecodeMs),
+            upload_ms: Math.round(gpuTimes.uploadMs),
+            gpu_ms: Math.round(gpuTimes.gpuMs),
+            write_ms: Math.round(t.writeMs),
+            share_of_wall: {
+              read_hash: share(t.readMs),
+              decode: share(t.decodeMs),
+              wait_for_decode: share(t.waitDecodeMs),
+              upload: share(gpuTimes.uploadMs),
+              gpu: share(gpuTimes.gpuMs),
+              write: share(t.writeMs),
+            },
+          },
+        },
+        null,
+        2,
+      ));
+    }
+    return failures.length > 0 || written === 0 ? 1 : 0;
+  } finally {
+    pool.close();
+    embedder.dispose();
+  }
+}
+
+/**
+ * Embeds a batch; when one image's embedding is not finite, embeds the batch's images one by one so that
+ * only the bad ones fail. Returns a row or an error per image.
+ */
+async function embedChunk(
+  embedder: Awaited<ReturnType<typeof createBitEmbedder>>,
+  images: DecodedImage[],
+): Promise<(Float32Array | Error)[]> {
+  try {
+    return await embedder.embed(images);
+  } catch (e) {
+    if (!(e instanceof NonFiniteError)) throw e;
+  }
+  const out: (Float32Array | Error)[] = [];
+  for (const image of images) {
+    try {
+      out.push((await embedder.embed([image]))[0]);
+    } catch (e) {
+      if (!(e instanceof NonFiniteError)) throw e;
+      const layer = e.layer ? `first at ${e.layer}` : "layer unknown";
+      out.push(
+        new Error(
+          `embedding is not finite (${e.message.replace(/^Cannot embed image \d+: /, "")}; ${layer})`,
+        ),
+      );
+    }
+  }
+  return out;
 }
 
 if (import.meta.main) {

@@ -240,6 +240,7 @@ export class BitEmbedder {
   #decode: DecodeImageOptions;
   #conv: KernelSpec | undefined;
   #disposed = false;
+  #timings = { uploadMs: 0, gpuMs: 0, images: 0 };
 
   /** Use {@linkcode createBitEmbedder}. */
   constructor(gpu: Gpu, weights: BitWeights, ownsGpu: boolean, options: BitEmbedderOptions) {
@@ -338,8 +339,13 @@ export class BitEmbedder {
     for (let start = 0; start < decoded.length; start += this.maxBatch) {
       const chunk = decoded.slice(start, start + this.maxBatch);
       const { graph, plan, input } = await this.#planFor(chunk.length);
+      const t0 = performance.now();
       const prepare = input.write(chunk, this.size, chunk.length, this.preset);
+      const t1 = performance.now();
       const out = await plan.run({}, prepare);
+      this.#timings.uploadMs += t1 - t0;
+      this.#timings.gpuMs += performance.now() - t1;
+      this.#timings.images += chunk.length;
       rows.push(...this.#rows(out.get(graph.output)!, chunk.length, start));
     }
     return rows;
@@ -403,6 +409,15 @@ export class BitEmbedder {
     if (this.#disposed) throw new TypeError("Cannot embed: the embedder was disposed");
     const lost = this.gpu.lostError();
     if (lost) throw lost;
+  }
+
+  /**
+   * Time spent by {@linkcode BitEmbedder.embed} so far, summed over calls: `uploadMs` packing and queueing
+   * the pixels (`writeBuffer`), `gpuMs` from submit to the embeddings read back (the upload's copy, the
+   * resize and the network), `images` embedded. For `--json` profiles.
+   */
+  timings(): { uploadMs: number; gpuMs: number; images: number } {
+    return { ...this.#timings };
   }
 
   /** Frees plans and weights, and the device when the embedder acquired it. */
