@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { createBitEmbedder } from "../models/bit_embedder.ts";
 import { parseWeightsArgument } from "./weights_arg.ts";
+import { resolveModel } from "./model_cache.ts";
 import { describeGpu } from "../engine/device.ts";
 import { type DecodedImage, DEFAULT_MAX_PIXELS } from "../engine/image_decode.ts";
 import { NonFiniteError } from "../engine/errors.ts";
@@ -55,6 +56,9 @@ Options:
   --weights WEIGHTS   safetensors file or http(s) URL (Derm Foundation in Derm naming, or timm BiT), or
                       procedural:ARCH[:SEED] for generated test weights (ARCH: r50x1, r101x3, r152x4, or
                       tiny-bit, tiny-derm as in the fixtures). Procedural embeddings carry no meaning.
+  --model ID          instead of --weights: a Hugging Face model id (google/derm-foundation,
+                      timm/resnetv2_101x3_bit.goog_in21k), downloaded and converted once into the cache
+                      (deno task fetch-model; HF_TOKEN for gated models, DERM_WEBGPU_CACHE for the cache)
   --preset derm|bit   numeric preset (default: from the file's metadata or tensor names; derm for
                       procedural weights). derm: x/255, -inf max-pool padding; bit: x/127.5-1, zero padding
   --size N            model input size S; images are resized to S x S (default 448 for derm, 224 for bit)
@@ -86,6 +90,8 @@ Exit codes: 0 success, 1 an image or the weights could not be used, 2 bad comman
 
 interface Options {
   weights: string;
+  /** Hugging Face model id, resolved through the cache instead of `weights`. */
+  model?: string;
   preset?: BitPreset;
   size?: number;
   out: string;
@@ -110,6 +116,7 @@ export async function main(args: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         weights: { type: "string" },
+        model: { type: "string" },
         preset: { type: "string" },
         size: { type: "string" },
         out: { type: "string" },
@@ -135,7 +142,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (!values.weights) return usage("--weights is required");
+  if (!values.weights === !values.model) return usage("exactly one of --weights and --model is required");
   if (!values.out) return usage("--out is required");
   if (positionals.length === 0 && !values.list?.length) return usage("no images given");
   if (values.preset !== undefined && values.preset !== "derm" && values.preset !== "bit") {
@@ -156,7 +163,8 @@ export async function main(args: string[]): Promise<number> {
   try {
     const cores = navigator.hardwareConcurrency ?? 2;
     options = {
-      weights: values.weights,
+      weights: values.weights ?? "",
+      model: values.model,
       preset: values.preset as BitPreset | undefined,
       size: int("size", values.size, 32, 4096),
       out: values.out,
@@ -218,7 +226,7 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
     }
   }
 
-  const weights = await parseWeightsArgument(o.weights);
+  const weights = o.model ? await resolveModel(o.model) : await parseWeightsArgument(o.weights);
   const embedder = await createBitEmbedder(weights, { preset: o.preset, size: o.size, maxBatch: o.batch });
   const pool = new DecodePool(o.workers);
   const progress = new ProgressBar(inputs.length, {
@@ -229,7 +237,7 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
     log(`model: ${embedder.describe()}; loaded in ${((performance.now() - wallStart) / 1000).toFixed(1)} s`);
     const a = embedder.weights.architecture;
     const info: OutputInfo = {
-      model: o.weights,
+      model: o.model ?? o.weights,
       architecture: `BiT units ${a.stages.map((s) => s.units).join("/")} widths ${
         a.stages.map((s) => s.channels).join("/")
       } stem ${a.stemChannels}`,

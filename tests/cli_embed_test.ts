@@ -128,7 +128,7 @@ Deno.test("embed CLI: --help documents every flag", async () => {
 Deno.test("embed CLI: a bad command line exits 2 and says what is wrong", async () => {
   const noWeights = await embedCli(["--out", "x.npy", "a.png"]);
   assert.equal(noWeights.code, 2);
-  assert.match(noWeights.stderr, /--weights is required/);
+  assert.match(noWeights.stderr, /exactly one of --weights and --model is required/);
   const badPreset = await embedCli(["--weights", "w", "--preset", "tf", "--out", "x.npy", "a.png"]);
   assert.equal(badPreset.code, 2);
   assert.match(badPreset.stderr, /--preset must be "derm" or "bit", got "tf"/);

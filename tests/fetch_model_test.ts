@@ -389,3 +389,64 @@ Deno.test("ProgressBar prints a few plain lines when not on a terminal", () => {
   assert.match(lines[0], /^file\.bin \[-{30}\] {3}0% 0 B \/ 1000 B/);
   assert.match(lines[4], /^file\.bin \[#{30}\] 100% 1000 B \/ 1000 B/);
 });
+
+Deno.test("embed --model ID downloads into the cache once and embeds like --weights on the same file", async () => {
+  const weights = await Deno.readFile(
+    new URL("../../shared/fixtures/bit/tiny-bit-64.safetensors", import.meta.url),
+  )
+    .catch(() => undefined);
+  if (!weights) {
+    console.warn("skipped: ../shared/fixtures/bit/tiny-bit-64.safetensors not found");
+    return;
+  }
+  await withHub(
+    { "timm/tiny-bit": { files: { "model.safetensors": { content: weights } } } },
+    async (hub, cache) => {
+      const image = new URL("../samples/ISIC_0000101.jpg", import.meta.url).pathname;
+      const embed = (args: string[]) =>
+        new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--allow-read",
+            "--allow-write",
+            "--allow-env",
+            "--allow-net",
+            "cli/embed.ts",
+            ...args,
+          ],
+          cwd: new URL("../", import.meta.url).pathname,
+          env: { HF_ENDPOINT: hub.endpoint, DERM_WEBGPU_CACHE: cache },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      for (let run = 0; run < 2; run++) {
+        const r = await embed([
+          "--model",
+          "timm/tiny-bit",
+          "--size",
+          "64",
+          "--quiet",
+          "--out",
+          `${cache}/m${run}.npy`,
+          image,
+        ]);
+        assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+      }
+      // The second run found the model in the cache: one listing and one download in all.
+      assert.equal(hub.requests.filter((q) => q.path.startsWith("/cdn/")).length, 1);
+      const direct = await embed([
+        "--weights",
+        `${cache}/timm/tiny-bit/model.safetensors`,
+        "--size",
+        "64",
+        "--quiet",
+        "--out",
+        `${cache}/w.npy`,
+        image,
+      ]);
+      assert.equal(direct.code, 0);
+      const viaModel = await Deno.readFile(`${cache}/m1.npy`);
+      assert.deepEqual(viaModel, await Deno.readFile(`${cache}/w.npy`));
+    },
+  );
+});
