@@ -31,6 +31,7 @@ import { groupNormApplyRef } from "../kernels/group_norm_apply_ref.ts";
 import { maxPoolRef } from "../kernels/max_pool_ref.ts";
 import { globalMeanPoolRef } from "../kernels/global_mean_pool_ref.ts";
 import { relativeMaxError, timeOnGpu, type Timing, type TimingOptions } from "./_timing.ts";
+import { randomFloats } from "../tests/_random.ts";
 
 /** One distinct op shape of the graph. */
 export interface OpShape {
@@ -172,18 +173,9 @@ export async function buildOpPlan(gpu: PlanDevice, op: OpShape): Promise<OpPlan>
   }
 }
 
-/** Seeded uniform floats in [lo, hi) (mulberry32), as float32. */
+/** Seeded uniform floats in [lo, hi), as float32. */
 export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  }
-  return out;
+  return Float32Array.from(randomFloats(n, seed, lo, hi));
 }
 
 /** Inputs of one op: x, and w or gamma/beta, seeded from the op's label. */

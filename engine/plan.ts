@@ -58,7 +58,34 @@ export interface PlanStats {
   readonly unsharedBytes: number;
 }
 
-/** Caches pipelines and bind-group layouts by variant and overrides, across plans on one device. */
+/**
+ * Creates the compute pipeline of `spec` with an explicit layout (storage bindings, then the uniform
+ * buffer), so bindings a variant does not read still validate.
+ */
+export function createKernelPipeline(device: GPUDevice, spec: KernelSpec): GPUComputePipeline {
+  const entries: GPUBindGroupLayoutEntry[] = spec.bindings.map((b, i) => ({
+    binding: i,
+    visibility: GPUShaderStage.COMPUTE,
+    buffer: { type: b.type },
+  }));
+  entries.push({
+    binding: spec.bindings.length,
+    visibility: GPUShaderStage.COMPUTE,
+    buffer: { type: "uniform" },
+  });
+  const layout = device.createBindGroupLayout({ label: spec.name, entries });
+  return device.createComputePipeline({
+    label: spec.name,
+    layout: device.createPipelineLayout({ label: spec.name, bindGroupLayouts: [layout] }),
+    compute: {
+      module: device.createShaderModule({ label: spec.name, code: spec.wgsl }),
+      entryPoint: "main",
+      constants: { ...spec.overrides },
+    },
+  });
+}
+
+/** Caches pipelines by variant and overrides, across plans on one device. */
 export class PipelineCache {
   #device: GPUDevice;
   #pipelines = new Map<string, GPUComputePipeline>();
@@ -80,27 +107,7 @@ export class PipelineCache {
     }`;
     let pipeline = this.#pipelines.get(key);
     if (!pipeline) {
-      const device = this.#device;
-      const entries: GPUBindGroupLayoutEntry[] = spec.bindings.map((b, i) => ({
-        binding: i,
-        visibility: GPUShaderStage.COMPUTE,
-        buffer: { type: b.type },
-      }));
-      entries.push({
-        binding: spec.bindings.length,
-        visibility: GPUShaderStage.COMPUTE,
-        buffer: { type: "uniform" },
-      });
-      const layout = device.createBindGroupLayout({ label: spec.name, entries });
-      pipeline = device.createComputePipeline({
-        label: spec.name,
-        layout: device.createPipelineLayout({ label: spec.name, bindGroupLayouts: [layout] }),
-        compute: {
-          module: device.createShaderModule({ label: spec.name, code: spec.wgsl }),
-          entryPoint: "main",
-          constants: { ...spec.overrides },
-        },
-      });
+      pipeline = createKernelPipeline(this.#device, spec);
       this.#pipelines.set(key, pipeline);
     }
     return pipeline;

@@ -7,33 +7,12 @@
  */
 import type { KernelLaunch, KernelSpec } from "../engine/kernel.ts";
 import { checkedGpuCall } from "../engine/device.ts";
+import { createKernelPipeline } from "../engine/plan.ts";
 
 /** Contents of one binding: data to upload, or a byte size for a zero-filled buffer. */
 export type HarnessBuffer = ArrayBufferView | { bytes: number };
 
-/** Creates the compute pipeline of `spec` (auto layout is avoided so unused bindings still validate). */
-export function createKernelPipeline(device: GPUDevice, spec: KernelSpec): GPUComputePipeline {
-  const entries: GPUBindGroupLayoutEntry[] = spec.bindings.map((b, i) => ({
-    binding: i,
-    visibility: GPUShaderStage.COMPUTE,
-    buffer: { type: b.type },
-  }));
-  entries.push({
-    binding: spec.bindings.length,
-    visibility: GPUShaderStage.COMPUTE,
-    buffer: { type: "uniform" },
-  });
-  const layout = device.createBindGroupLayout({ label: spec.name, entries });
-  return device.createComputePipeline({
-    label: spec.name,
-    layout: device.createPipelineLayout({ label: spec.name, bindGroupLayouts: [layout] }),
-    compute: {
-      module: device.createShaderModule({ label: spec.name, code: spec.wgsl }),
-      entryPoint: "main",
-      constants: { ...spec.overrides },
-    },
-  });
-}
+export { createKernelPipeline };
 
 function align4(n: number): number {
   return Math.max(4, Math.ceil(n / 4) * 4);

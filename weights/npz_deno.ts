@@ -8,15 +8,7 @@
 import { WeightsError } from "../engine/errors.ts";
 import { type ByteRangeReader, type NpzOptions, openNpz } from "./npz.ts";
 import type { TensorSource } from "./safetensors.ts";
-
-function describeOpenError(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "file not found";
-  if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable) {
-    return "permission denied";
-  }
-  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
-  return (e as Error)?.message ?? String(e);
-}
+import { describeFileError } from "./_file_deno.ts";
 
 /**
  * Opens a BiT .npz checkpoint (big_transfer's `BiT-M-R101x3.npz`) and exposes its tensors under Derm names.
@@ -46,7 +38,7 @@ export async function openNpzFile(
   try {
     file = await Deno.open(path, { read: true });
   } catch (e) {
-    throw new WeightsError(path, "", `Cannot open "${path}": ${describeOpenError(e)}`, { cause: e });
+    throw new WeightsError(path, "", `Cannot open "${path}": ${describeFileError(e)}`, { cause: e });
   }
   let closed = false;
   const reader: ByteRangeReader = {

@@ -15,30 +15,7 @@ import {
   type TensorEntry,
   type TensorSource,
 } from "./safetensors.ts";
-
-/** Largest single `read` call: big tensors are read in pieces of this size into their one buffer. */
-const READ_CHUNK_BYTES = 16 * 1024 * 1024;
-
-function describeOpenError(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "file not found";
-  if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable) {
-    return "permission denied";
-  }
-  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
-  return (e as Error)?.message ?? String(e);
-}
-
-/** Reads at `position` until `target` is full or the file ends; returns the bytes read. */
-async function readAt(file: Deno.FsFile, position: number, target: Uint8Array): Promise<number> {
-  await file.seek(position, Deno.SeekMode.Start);
-  let filled = 0;
-  while (filled < target.length) {
-    const n = await file.read(target.subarray(filled, Math.min(target.length, filled + READ_CHUNK_BYTES)));
-    if (n === null || n === 0) break;
-    filled += n;
-  }
-  return filled;
-}
+import { describeFileError, readAt } from "./_file_deno.ts";
 
 /**
  * Opens a safetensors file and validates its header.
@@ -63,7 +40,7 @@ export async function openSafetensorsFile(path: string): Promise<TensorSource> {
   try {
     file = await Deno.open(path, { read: true });
   } catch (e) {
-    throw new WeightsError(path, "", `Cannot open "${path}": ${describeOpenError(e)}`, { cause: e });
+    throw new WeightsError(path, "", `Cannot open "${path}": ${describeFileError(e)}`, { cause: e });
   }
   let closed = false;
   const close = () => {
@@ -84,7 +61,7 @@ export async function openSafetensorsFile(path: string): Promise<TensorSource> {
   } catch (e) {
     close();
     if (e instanceof WeightsError) throw e;
-    throw new WeightsError(path, "", `Cannot read "${path}": ${describeOpenError(e)}`, { cause: e });
+    throw new WeightsError(path, "", `Cannot read "${path}": ${describeFileError(e)}`, { cause: e });
   }
   const checked = header;
 
@@ -129,7 +106,7 @@ export async function openSafetensorsFile(path: string): Promise<TensorSource> {
       throw new WeightsError(
         path,
         entry.name,
-        `Cannot load "${entry.name}" from "${path}": ${describeOpenError(e)}`,
+        `Cannot load "${entry.name}" from "${path}": ${describeFileError(e)}`,
         {
           cause: e,
         },

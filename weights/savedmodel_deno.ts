@@ -22,13 +22,12 @@ import {
   type VariableKind,
 } from "./savedmodel.ts";
 import { type BundleEntry, readTensorBundleIndex, shardFileName, tfDtypeName } from "./tensor_bundle.ts";
+import { describeFileError, readAt } from "./_file_deno.ts";
 
 /** Largest `saved_model.pb` read (protobuf messages cannot exceed 2 GiB). */
 export const MAX_SAVED_MODEL_PB_BYTES = 2 ** 31;
 /** Largest `variables.index` read: Derm Foundation's is about 30 KB; a few MB covers any real model. */
 export const MAX_INDEX_BYTES = 256 * 1024 * 1024;
-/** Largest single `read` call; a tensor is read in pieces of this size into its one buffer. */
-const READ_CHUNK_BYTES = 16 * 1024 * 1024;
 
 const DTYPE_OF_TF: Readonly<Record<number, SafetensorsDtype>> = { 1: "F32", 19: "F16", 14: "BF16" };
 
@@ -55,25 +54,6 @@ export interface OpenSavedModelOptions {
   kinds?: readonly VariableKind[];
 }
 
-function describeError(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "file not found";
-  if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable) {
-    return "permission denied";
-  }
-  return (e as Error)?.message ?? String(e);
-}
-
-async function readAt(file: Deno.FsFile, position: number, target: Uint8Array): Promise<number> {
-  await file.seek(position, Deno.SeekMode.Start);
-  let filled = 0;
-  while (filled < target.length) {
-    const n = await file.read(target.subarray(filled, Math.min(target.length, filled + READ_CHUNK_BYTES)));
-    if (n === null || n === 0) break;
-    filled += n;
-  }
-  return filled;
-}
-
 async function readSmallFile(path: string, what: string, limit: number, dir: string): Promise<Uint8Array> {
   let size: number;
   try {
@@ -85,7 +65,7 @@ async function readSmallFile(path: string, what: string, limit: number, dir: str
     throw new WeightsError(
       path,
       "",
-      `Cannot open "${path}": ${describeError(e)} (a SavedModel directory holds ${what})`,
+      `Cannot open "${path}": ${describeFileError(e)} (a SavedModel directory holds ${what})`,
       { cause: e },
     );
   }
@@ -95,7 +75,7 @@ async function readSmallFile(path: string, what: string, limit: number, dir: str
   try {
     return await Deno.readFile(path);
   } catch (e) {
-    throw new WeightsError(path, "", `Cannot read "${path}": ${describeError(e)} (in "${dir}")`, {
+    throw new WeightsError(path, "", `Cannot read "${path}": ${describeFileError(e)} (in "${dir}")`, {
       cause: e,
     });
   }
@@ -136,7 +116,7 @@ export async function openSavedModel(
   try {
     info = await Deno.stat(dir);
   } catch (e) {
-    throw new WeightsError(dir, "", `Cannot open "${dir}": ${describeError(e)}`, { cause: e });
+    throw new WeightsError(dir, "", `Cannot open "${dir}": ${describeFileError(e)}`, { cause: e });
   }
   if (!info.isDirectory) {
     throw new WeightsError(
@@ -220,7 +200,7 @@ export async function openSavedModel(
         throw new WeightsError(
           path,
           "",
-          `Cannot open "${path}": ${describeError(e)} (data shard ${s} of ${numShards} of "${dir}")`,
+          `Cannot open "${path}": ${describeFileError(e)} (data shard ${s} of ${numShards} of "${dir}")`,
           { cause: e },
         );
       }
@@ -258,7 +238,7 @@ export async function openSavedModel(
         throw new WeightsError(
           shardPaths[shard],
           "",
-          `Cannot open "${shardPaths[shard]}": ${describeError(e)}`,
+          `Cannot open "${shardPaths[shard]}": ${describeFileError(e)}`,
           {
             cause: e,
           },
@@ -282,7 +262,7 @@ export async function openSavedModel(
       throw new WeightsError(
         dir,
         entry.name,
-        `Cannot load "${entry.name}" from "${shardPath}": ${describeError(e)}`,
+        `Cannot load "${entry.name}" from "${shardPath}": ${describeFileError(e)}`,
         {
           cause: e,
         },
