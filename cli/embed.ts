@@ -9,6 +9,7 @@ import { resolve } from "node:path";
 import { createBitEmbedder } from "../models/bit_embedder.ts";
 import { parseWeightsArgument } from "./weights_arg.ts";
 import { resolveModel } from "./model_cache.ts";
+import { appendJournal, readJournal, removeJournal } from "./journal.ts";
 import { describeGpu } from "../engine/device.ts";
 import { type DecodedImage, DEFAULT_MAX_PIXELS } from "../engine/image_decode.ts";
 import { NonFiniteError } from "../engine/errors.ts";
@@ -73,10 +74,11 @@ Options:
                       ${DEFAULT_MAX_PIXELS})
   --exif-orientation  rotate/flip JPEGs as their EXIF Orientation says (default: ignored, as TensorFlow and
                       Derm Foundation ignore it)
-  --checkpoint-every N  rewrite OUT (atomically) every N embedded images (default ${DEFAULT_CHECKPOINT_EVERY}), so a
-                      killed run loses at most N images
-  --resume            keep the rows already in OUT whose path and SHA-256 still match, embed the rest;
-                      the result is the file an uninterrupted run writes
+  --checkpoint-every N  rewrite OUT (atomically) every N embedded images (default ${DEFAULT_CHECKPOINT_EVERY}); in
+                      between, each finished batch is appended to OUT.journal.jsonl, so a killed run loses
+                      at most the batch in flight
+  --resume            keep the rows already in OUT and its journal whose path and SHA-256 still match,
+                      embed the rest; the result is the file an uninterrupted run writes
   --strict            stop at the first image that fails (exit 1; OUT keeps its last checkpoint)
   --quiet             no progress output (errors are still printed)
   --json              print a JSON summary on stdout: counts, errors, images/s, adapter, and a time
@@ -271,6 +273,24 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
         );
       }
     }
+    if (o.resume) {
+      // Rows of batches finished after the last checkpoint.
+      const journal = await readJournal(o.out, info.embeddingSize);
+      const j = journal.info;
+      if (j && (j.model !== info.model || j.preset !== info.preset || j.size !== info.size)) {
+        throw new TypeError(
+          `Cannot resume "${o.out}": its journal was made with ${j.model} (${j.preset}, ${j.size}), this run uses ` +
+            `${info.model} (${info.preset}, ${info.size})`,
+        );
+      }
+      const byPath = new Map(journal.rows.map((r) => [resolve(r.path), r]));
+      inputs.forEach((input, i) => {
+        const r = byPath.get(resolve(input.path));
+        if (r) rows[i] = { ...r, path: input.path, metadata: input.metadata };
+      });
+    } else {
+      await removeJournal(o.out);
+    }
     const loadMs = performance.now() - wallStart;
     const batch = embedder.maxBatch;
 
@@ -312,6 +332,7 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
       const done = present();
       if (done.length > 0) {
         await writeOutput(o.out, done, info);
+        await removeJournal(o.out);
         const errorsFile = `${o.out}.errors.jsonl`;
         if (failures.length > 0) {
           await writeAtomically(
@@ -353,16 +374,21 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
       requestMore(next + window);
       if (stopped || chunk.length === 0) continue;
       const results = await embedChunk(embedder, chunk.map((c) => c.image));
+      const finished: EmbeddingRow[] = [];
       results.forEach((r, k) => {
         const { index, hash } = chunk[k];
         if (r instanceof Error) {
           if (!stopped) fail(index, hash, r.message);
         } else {
           rows[index] = { path: inputs[index].path, hash, metadata: inputs[index].metadata, embedding: r };
+          finished.push(rows[index]!);
           embedded++;
           sinceCheckpoint++;
         }
       });
+      const j0 = performance.now();
+      await appendJournal(o.out, info, finished);
+      t.writeMs += performance.now() - j0;
       progress.update(chunk.length - results.filter((r) => r instanceof Error).length);
       if (sinceCheckpoint >= o.checkpointEvery && !stopped) {
         await save();
