@@ -229,7 +229,12 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
   }
 
   const weights = o.model ? await resolveModel(o.model) : await parseWeightsArgument(o.weights);
-  const embedder = await createBitEmbedder(weights, { preset: o.preset, size: o.size, maxBatch: o.batch });
+  const embedder = await createBitEmbedder(weights, {
+    preset: o.preset,
+    size: o.size,
+    maxBatch: o.batch,
+    locateNonFinite: o.verbose,
+  });
   const pool = new DecodePool(o.workers);
   const progress = new ProgressBar(inputs.length, {
     mode: o.quiet ? "none" : Deno.stderr.isTerminal() ? "bar" : "lines",

@@ -13,8 +13,11 @@ import type { KernelLaunch, KernelSpec } from "./kernel.ts";
 import { checkedGpuCall } from "./device.ts";
 import type { DeviceLostError } from "./errors.ts";
 
-/** A buffer a step binds: a plan tensor by name, or an existing buffer (weights) with its label. */
-export type StepBinding = string | { buffer: GPUBuffer; label: string };
+/**
+ * A buffer a step binds: a plan tensor by name, or an existing buffer (weights, flags) with its label and
+ * optionally a byte range of it.
+ */
+export type StepBinding = string | { buffer: GPUBuffer; label: string; offset?: number; size?: number };
 
 /** One recorded dispatch. */
 export interface PlanStep {
@@ -258,7 +261,7 @@ export class PlanBuilder {
                   resource: { buffer: tensorBuffer(b), offset: 0, size: this.#tensors.get(b)!.bytes },
                 };
               }
-              return { binding, resource: { buffer: b.buffer } };
+              return { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } };
             });
             entries.push({
               binding: step.bindings.length,

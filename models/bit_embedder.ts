@@ -68,6 +68,11 @@ export interface BitEmbedderOptions {
   decode?: DecodeImageOptions;
   /** Convolution variant by name (default `conv2d_tiled`; see `kernels/registry.ts`). */
   convVariant?: string;
+  /**
+   * On a non-finite embedding, rerun the batch with a check after every node so the NonFiniteError
+   * names the first layer whose output held NaN or infinity (default false).
+   */
+  locateNonFinite?: boolean;
 }
 
 const MAX_DEFAULT_BATCH = 16;
@@ -239,6 +244,7 @@ export class BitEmbedder {
   #resize: GPUComputePipeline;
   #decode: DecodeImageOptions;
   #conv: KernelSpec | undefined;
+  #locateNonFinite: boolean;
   #disposed = false;
   #timings = { uploadMs: 0, gpuMs: 0, images: 0 };
 
@@ -254,6 +260,7 @@ export class BitEmbedder {
     this.#cache = new PipelineCache(gpu.device);
     this.#resize = createKernelPipeline(gpu.device, resizeBilinear);
     this.#decode = options.decode ?? {};
+    this.#locateNonFinite = options.locateNonFinite ?? false;
     this.#conv = options.convVariant === undefined ? undefined : kernelSpec(options.convVariant);
     if (this.#conv && !this.#conv.name.startsWith("conv2d")) {
       throw new TypeError(`Cannot use "${options.convVariant}" as the convolution: not a conv2d variant`);
@@ -346,9 +353,73 @@ export class BitEmbedder {
       this.#timings.uploadMs += t1 - t0;
       this.#timings.gpuMs += performance.now() - t1;
       this.#timings.images += chunk.length;
-      rows.push(...this.#rows(out.get(graph.output)!, chunk.length, start));
+      try {
+        rows.push(...this.#rows(out.get(graph.output)!, chunk.length, start));
+      } catch (e) {
+        if (!(e instanceof NonFiniteError) || !this.#locateNonFinite) throw e;
+        const layers = await this.firstNonFiniteLayers(chunk);
+        throw new NonFiniteError(
+          e.image,
+          layers[e.image - start],
+          `${e.message} (first non-finite output: ${layers[e.image - start] || "none found"})`,
+        );
+      }
     }
     return rows;
+  }
+
+  /**
+   * Runs `images` (at most `maxBatch`) through a diagnostic plan that checks every node's output for NaN
+   * and infinity, and names the first node whose output is non-finite for each image ("" when none is).
+   * Slower than `embed`: for explaining a failure, not for production.
+   */
+  async firstNonFiniteLayers(images: readonly ImageInput[]): Promise<string[]> {
+    this.#checkUsable();
+    const decoded = await this.#decodeAll(images);
+    const n = decoded.length;
+    if (n < 1 || n > this.maxBatch) {
+      throw new RangeError(`Cannot diagnose ${n} images: expected 1 to ${this.maxBatch}`);
+    }
+    const device = this.gpu.device;
+    const graph = bitGraph(this.weights.architecture, { preset: this.preset, size: this.size, batch: n });
+    const stride = Math.ceil((4 * n) / this.gpu.limits.minStorageBufferOffsetAlignment) *
+      this.gpu.limits.minStorageBufferOffsetAlignment;
+    const bytes = stride * graph.nodes.length;
+    const flags = device.createBuffer({
+      label: "nonfinite flags",
+      size: bytes,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+    });
+    const read = device.createBuffer({
+      label: "nonfinite flags/read",
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const plan = await buildBitPlan(this.gpu, graph, this.weights.buffers, {
+      label: `bit-${this.size}-b${n}+nonfinite`,
+      cache: this.#cache,
+      conv: this.#conv,
+      nonfiniteFlags: { buffer: flags, stride },
+    });
+    const input = new ImageInputStage(device, this.#resize, plan.bufferOf(graph.input));
+    try {
+      await plan.run({}, input.write(decoded, this.size, n, this.preset));
+      const encoder = device.createCommandEncoder();
+      encoder.copyBufferToBuffer(flags, 0, read, 0, bytes);
+      device.queue.submit([encoder.finish()]);
+      await read.mapAsync(GPUMapMode.READ);
+      const values = new Uint32Array(read.getMappedRange().slice(0));
+      read.unmap();
+      return decoded.map((_, i) => {
+        const k = graph.nodes.findIndex((_, k) => values[(k * stride) / 4 + i] !== 0);
+        return k < 0 ? "" : graph.nodes[k].name;
+      });
+    } finally {
+      plan.dispose();
+      input.dispose();
+      flags.destroy();
+      read.destroy();
+    }
   }
 
   /**

@@ -19,6 +19,7 @@ import {
 } from "../kernels/group_norm_apply.ts";
 import { maxPoolLaunch, maxPoolSpec } from "../kernels/max_pool.ts";
 import { globalMeanPoolLaunch, globalMeanPoolSpec } from "../kernels/global_mean_pool.ts";
+import { nonfiniteCheckLaunch, nonfiniteCheckSpec } from "../kernels/nonfinite_check.ts";
 
 /** Options of {@linkcode buildBitPlan}. */
 export interface BitPlanOptions {
@@ -30,6 +31,11 @@ export interface BitPlanOptions {
   conv?: KernelSpec;
   /** Shared pipeline cache. */
   cache?: PipelineCache;
+  /**
+   * Diagnostics: after node k, flag each image whose output holds a NaN or infinity, as a u32 at
+   * `flags.buffer[k * flags.stride + 4 * n]` (stride a multiple of the storage offset alignment; zeroed).
+   */
+  nonfiniteFlags?: { buffer: GPUBuffer; stride: number };
 }
 
 const F32 = 4;
@@ -60,7 +66,8 @@ export function recordBitPlan(
     return { buffer, label: name };
   };
   builder.input(graph.input, numel(shapeOf(graph.input)) * F32);
-  for (const node of graph.nodes) {
+  for (const [k, node] of graph.nodes.entries()) {
+    if (k > 0 && options.nonfiniteFlags) recordNonfiniteCheck(builder, graph, k - 1, options.nonfiniteFlags, limits);
     switch (node.op) {
       case "conv2d": {
         const [n, h, w, cin] = shapeOf(node.input);
@@ -147,8 +154,29 @@ export function recordBitPlan(
       }
     }
   }
+  if (options.nonfiniteFlags) {
+    recordNonfiniteCheck(builder, graph, graph.nodes.length - 1, options.nonfiniteFlags, limits);
+  }
   builder.output(graph.output);
   return builder;
+}
+
+function recordNonfiniteCheck(
+  builder: PlanBuilder,
+  graph: BitGraph,
+  k: number,
+  flags: { buffer: GPUBuffer; stride: number },
+  limits: LaunchLimits,
+): void {
+  const node = graph.nodes[k];
+  const shape = graph.tensors.get(node.output)!;
+  const n = shape[0];
+  builder.step({
+    label: `${node.name}/${nonfiniteCheckSpec.name}`,
+    spec: nonfiniteCheckSpec,
+    launch: nonfiniteCheckLaunch({ n, perImage: numel(shape) / n }, limits),
+    bindings: [node.output, { buffer: flags.buffer, label: "nonfinite flags", offset: k * flags.stride, size: 4 * n }],
+  });
 }
 
 /**

@@ -112,18 +112,39 @@ gpuTest("createBitEmbedder() rejects truncated weights naming the file", async (
   assert.match(error.message, /<bytes>/);
 });
 
-gpuTest("embed() reports a non-finite embedding as an error, never as a row", async (gpu) => {
-  // A huge final GroupNorm scale overflows float32.
-  const bytes = await tinyWeights((t) => setAll(t, "norm.weight", 3e38));
-  const embedder = await createBitEmbedder(bytes, { gpu, size: SIZE });
-  try {
-    const error = await embedder.embed([IMAGE]).then(() => null, (e) => e);
-    assert.ok(error instanceof NonFiniteError, `${error}`);
-    assert.equal(error.image, 0);
-  } finally {
-    embedder.dispose();
-  }
-});
+gpuTest(
+  "embed() reports a non-finite embedding as an error, never as a row, naming the layer on request",
+  async (gpu) => {
+    // A huge final GroupNorm scale overflows float32.
+    const bytes = await tinyWeights((t) => setAll(t, "norm.weight", 3e38));
+    const embedder = await createBitEmbedder(bytes, { gpu, size: SIZE });
+    try {
+      const error = await embedder.embed([IMAGE]).then(() => null, (e) => e);
+      assert.ok(error instanceof NonFiniteError, `${error}`);
+      assert.equal(error.image, 0);
+      assert.equal(error.layer, "");
+    } finally {
+      embedder.dispose();
+    }
+    const locating = await createBitEmbedder(bytes, { gpu, size: SIZE, maxBatch: 2, locateNonFinite: true });
+    try {
+      const error = await locating.embed([IMAGE, IMAGE2]).then(() => null, (e) => e);
+      assert.ok(error instanceof NonFiniteError, `${error}`);
+      assert.equal(error.layer, "final_norm");
+      assert.match(error.message, /first non-finite output: final_norm/);
+      assert.deepEqual(await locating.firstNonFiniteLayers([IMAGE2]), ["final_norm"]);
+    } finally {
+      locating.dispose();
+    }
+    // With sound weights, no layer is named.
+    const sound = await createBitEmbedder(await tinyWeights(), { gpu, size: SIZE });
+    try {
+      assert.deepEqual(await sound.firstNonFiniteLayers([IMAGE, IMAGE2]), ["", ""]);
+    } finally {
+      sound.dispose();
+    }
+  },
+);
 
 gpuTest("createBitEmbedder() refuses a batch over the storage-binding limit, naming it", async (gpu) => {
   const error = await createBitEmbedder(await tinyWeights(), { gpu, size: 1024, maxBatch: 64 })
