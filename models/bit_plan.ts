@@ -67,7 +67,9 @@ export function recordBitPlan(
   };
   builder.input(graph.input, numel(shapeOf(graph.input)) * F32);
   for (const [k, node] of graph.nodes.entries()) {
-    if (k > 0 && options.nonfiniteFlags) recordNonfiniteCheck(builder, graph, k - 1, options.nonfiniteFlags, limits);
+    if (k > 0 && options.nonfiniteFlags) {
+      recordNonfiniteCheck(builder, graph, k - 1, options.nonfiniteFlags, limits);
+    }
     switch (node.op) {
       case "conv2d": {
         const [n, h, w, cin] = shapeOf(node.input);
@@ -175,7 +177,12 @@ function recordNonfiniteCheck(
     label: `${node.name}/${nonfiniteCheckSpec.name}`,
     spec: nonfiniteCheckSpec,
     launch: nonfiniteCheckLaunch({ n, perImage: numel(shape) / n }, limits),
-    bindings: [node.output, { buffer: flags.buffer, label: "nonfinite flags", offset: k * flags.stride, size: 4 * n }],
+    bindings: [node.output, {
+      buffer: flags.buffer,
+      label: "nonfinite flags",
+      offset: k * flags.stride,
+      size: 4 * n,
+    }],
   });
 }
 
