@@ -34,6 +34,7 @@ export class ProgressBar {
   #done = 0;
   #failed = 0;
   #base = 0;
+  #drawnAt = -1;
 
   /** A progress display for `total` images. */
   constructor(total: number, options: ProgressBarOptions) {
@@ -61,6 +62,8 @@ export class ProgressBar {
 
   /** Draws the final state and ends the line. */
   finish(): void {
+    // A plain line for this very state may have just been printed.
+    if (this.#mode === "lines" && this.#drawnAt === this.#done + this.#failed) return;
     this.#draw(performance.now(), true);
   }
 
@@ -70,13 +73,16 @@ export class ProgressBar {
     const rate = (this.#done - this.#base) / Math.max(seconds, 1e-9);
     const eta = (this.#total - this.#done) / rate;
     const failed = this.#failed > 0 ? `, ${this.#failed} failed` : "";
-    return `${this.#done}/${this.#total} images${failed}, ${rate.toFixed(1)} images/s, ` +
+    // Slow adapters do well under one image a second: keep two significant digits there.
+    const shown = rate >= 10 ? rate.toFixed(1) : rate.toPrecision(2);
+    return `${this.#done}/${this.#total} images${failed}, ${shown} images/s, ` +
       `elapsed ${formatDuration(seconds)}, ETA ${this.#done >= this.#total ? "0s" : formatDuration(eta)}`;
   }
 
   #draw(now: number, final: boolean): void {
     if (this.#mode === "none") return;
     this.#lastDraw = now;
+    this.#drawnAt = this.#done + this.#failed;
     if (this.#mode === "lines") {
       this.#write(`embed: ${this.status(now)}\n`);
       return;
