@@ -10,7 +10,7 @@
  */
 import { acquireGpu, type Gpu } from "../engine/device.ts";
 import { NonFiniteError } from "../engine/errors.ts";
-import { PipelineCache, type Plan } from "../engine/plan.ts";
+import { createKernelPipeline, PipelineCache, type Plan } from "../engine/plan.ts";
 import { numel } from "../engine/kernel.ts";
 import { type DecodedImage, decodeImage, type DecodeImageOptions } from "../engine/image_decode.ts";
 import { packPixels, resizeBilinear, resizeBilinearLaunch } from "../kernels/resize_bilinear.ts";
@@ -25,7 +25,6 @@ import type { BitArchitecture } from "./bit_arch.ts";
 import { type BitGraph, bitGraph, bitMacsPerImage, type BitPreset, INPUT_CHANNELS } from "./bit.ts";
 import { type BitWeights, uploadBitWeights } from "./bit_weights.ts";
 import { buildBitPlan } from "./bit_plan.ts";
-import { createKernelPipeline } from "../kernels/_harness.ts";
 import { kernelSpec } from "../kernels/registry.ts";
 import type { KernelSpec } from "../engine/kernel.ts";
 

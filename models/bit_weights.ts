@@ -14,7 +14,7 @@ import { type BitPreset, INPUT_CHANNELS, PRESETS } from "./bit.ts";
 import { weightStandardizeLaunch, weightStandardizeSpec } from "../kernels/weight_standardize.ts";
 import { nonfiniteCheckLaunch, nonfiniteCheckSpec } from "../kernels/nonfinite_check.ts";
 import { checkedGpuCall, type Gpu } from "../engine/device.ts";
-import { createKernelPipeline } from "../kernels/_harness.ts";
+import { createKernelPipeline } from "../engine/plan.ts";
 import { WeightsError } from "../engine/errors.ts";
 
 /** Weights resident on the GPU, by timm name. */
