@@ -364,12 +364,8 @@ async function peerConv(
         data: ort.nhwcToNchw(inputs.x, n, h, w, cin),
       }], "y");
       try {
-        const error = relativeMaxError(ort.nchwToNhwc(await m.run(), n, oh, ow, cout), ours);
-        if (!(error <= TOLERANCE)) skipped.ort = `output differs from ours: max rel error ${error}`;
-        else {row.engines.ort = withRatio(
-            figure(await m.time(timing), op.flop, op.bytes, roof, error),
-            row.engines.ours,
-          );}
+        const output = ort.nchwToNhwc(await m.run(), n, oh, ow, cout);
+        await recordPeer("ort", output, ours, () => m.time(timing), { op, row, skipped, roof });
       } finally {
         await m.dispose();
       }
@@ -386,9 +382,7 @@ async function peerConv(
           () => tfjs.tfConv(x, wt, node.stride, node.pad),
           timing,
         );
-        const error = relativeMaxError(output, ours);
-        if (!(error <= TOLERANCE)) skipped.tfjs = `output differs from ours: max rel error ${error}`;
-        else row.engines.tfjs = withRatio(figure(t, op.flop, op.bytes, roof, error), row.engines.ours);
+        await recordPeer("tfjs", output, ours, () => Promise.resolve(t), { op, row, skipped, roof });
       } finally {
         x.dispose();
         wt.dispose();
@@ -423,12 +417,12 @@ async function peerMatMul(
       });
       const model = await ort.OrtModel.create(bytes, [{ name: "a", dims: [m, kdim], data: inputs.x }], "y");
       try {
-        const error = relativeMaxError(await model.run(), ours);
-        if (!(error <= TOLERANCE)) skipped.ort = `output differs from ours: max rel error ${error}`;
-        else {row.engines.ort = withRatio(
-            figure(await model.time(timing), op.flop, op.bytes, roof, error),
-            row.engines.ours,
-          );}
+        await recordPeer("ort", await model.run(), ours, () => model.time(timing), {
+          op,
+          row,
+          skipped,
+          roof,
+        });
       } finally {
         await model.dispose();
       }
@@ -442,9 +436,7 @@ async function peerMatMul(
       const b = tfjs.tfTensor(inputs.w!, [kdim, ncol]);
       try {
         const { output, timing: t } = await tfjs.runAndTimeTfjs(() => tfjs.tfMatMul(a, b), timing);
-        const error = relativeMaxError(output, ours);
-        if (!(error <= TOLERANCE)) skipped.tfjs = `output differs from ours: max rel error ${error}`;
-        else row.engines.tfjs = withRatio(figure(t, op.flop, op.bytes, roof, error), row.engines.ours);
+        await recordPeer("tfjs", output, ours, () => Promise.resolve(t), { op, row, skipped, roof });
       } finally {
         a.dispose();
         b.dispose();
@@ -453,6 +445,28 @@ async function peerMatMul(
       skipped.tfjs = errorText(e);
     }
   }
+}
+
+/**
+ * Counts a peer's figure only when its output agrees with ours (timing it only then), else records why
+ * the peer was skipped for this shape.
+ */
+async function recordPeer(
+  engine: "ort" | "tfjs",
+  output: ArrayLike<number>,
+  ours: Float32Array,
+  time: () => Promise<Timing>,
+  at: { op: OpShape; row: KernelRow; skipped: Record<string, string>; roof: Roofline },
+): Promise<void> {
+  const error = relativeMaxError(output, ours);
+  if (!(error <= TOLERANCE)) {
+    at.skipped[engine] = `output differs from ours: max rel error ${error}`;
+    return;
+  }
+  at.row.engines[engine] = withRatio(
+    figure(await time(), at.op.flop, at.op.bytes, at.roof, error),
+    at.row.engines.ours,
+  );
 }
 
 function withRatio(f: EngineFigure, ours: EngineFigure | undefined): EngineFigure {
