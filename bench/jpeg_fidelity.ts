@@ -7,26 +7,25 @@
  *
  * ```sh
  * mkdir -p /tmp/ppm
- * for f in ../shared/datasets/isic-cc0/*.jpg ../shared/fixtures/images/*.jpg; do
+ * for f in testdata/isic-cc0/*.jpg testdata/images/*.jpg; do
  *   djpeg -pnm -outfile /tmp/ppm/$(basename "$f" .jpg).ppm "$f"
  * done
- * deno run --allow-read --allow-env bench/jpeg_fidelity.ts /tmp/ppm ../shared/datasets/isic-cc0 ../shared/fixtures/images
+ * deno run --config deno.dev.json --allow-read --allow-env bench/jpeg_fidelity.ts /tmp/ppm testdata/isic-cc0 testdata/images
  * ```
  *
  * Arguments: the PPM folder, then folders (or files) of JPEGs; each `X.jpg` is compared with `X.ppm`.
- * When `../shared/fixtures/bit/cases.json` exists, each JPEG case's model input (decode, then the float64
+ * When the run has `testdata/bit/cases.json`, each JPEG case's model input (decode, then the float64
  * reference resize) is also compared with the fixture's `input` tensor, per decoder.
  * Prints, per decoder: images, max abs difference over all pixels and channels, mean abs difference,
  * share of channel values that differ, share of images decoded bit-identically. Figures are recorded in
  * `bench/jpeg_notes.md`.
  * @module
  */
-import { imagescriptJpegDecoder, type RawPixels } from "../engine/image_decode.ts";
-// Candidates measured here only, not dependencies of the engine (so not in deno.json).
-// deno-lint-ignore no-import-prefix
-import jsquashDecode from "npm:@jsquash/jpeg@1.6.0/decode.js";
-// deno-lint-ignore no-import-prefix
-import jpegJs from "npm:jpeg-js@0.4.4";
+import type { RawPixels } from "../engine/image_decode.ts";
+import { imagescriptJpegDecoder } from "./jpeg_imagescript.ts";
+// Candidates measured here only, not dependencies of the engine (deno.dev.json maps them).
+import jsquashDecode from "@jsquash/jpeg/decode.js";
+import jpegJs from "jpeg-js";
 import { packPixels } from "../kernels/resize_bilinear.ts";
 import { resizeBilinearRef } from "../kernels/resize_bilinear_ref.ts";
 
@@ -37,7 +36,7 @@ interface Candidate {
 }
 
 const CANDIDATES: Candidate[] = [
-  { name: "imagescript@1.3.1 jpeg.wasm (engine default)", decode: imagescriptJpegDecoder },
+  { name: "imagescript@1.3.1 jpeg.wasm (formerly the engine default)", decode: imagescriptJpegDecoder },
   {
     name: "@jsquash/jpeg@1.6.0 (MozJPEG 4 = libjpeg-turbo decoder, wasm)",
     async decode(bytes) {
@@ -181,12 +180,12 @@ function readSafetensor(bytes: Uint8Array, name: string): Float32Array {
 
 /** Max abs difference of the model input of every JPEG fixture case, per decoder. */
 async function fixtureInputs() {
-  const root = new URL("../../shared/fixtures/bit/", import.meta.url);
+  const root = new URL("../testdata/bit/", import.meta.url);
   let cases: { name: string; image: string; size: number; preset: "derm" | "bit" }[];
   try {
     cases = JSON.parse(Deno.readTextFileSync(new URL("cases.json", root)));
   } catch {
-    console.log("\n(no ../shared/fixtures: model-input comparison skipped)");
+    console.log("\n(no testdata/bit: model-input comparison skipped)");
     return;
   }
   console.log("\n| fixture case (model input) | decoder | max abs diff | mean abs diff |\n|---|---|---|---|");

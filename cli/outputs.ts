@@ -9,7 +9,7 @@
  *   FLOAT, D per row, declared `FixedSizeList<float32>[D]` by the `ARROW:schema` key-value entry that
  *   Arrow readers such as pyarrow/pandas, polars and arrow-rs restore it from; DuckDB ignores that entry
  *   and reads `FLOAT[]`, `embedding::FLOAT[D]` makes it an ARRAY); the model facts in the key-value
- *   metadata. Written by hyparquet-writer, the Arrow schema built by apache-arrow.
+ *   metadata. Written by hyparquet-writer, the Arrow schema by `cli/arrow_schema.ts`.
  * - `.safetensors`: tensor `embeddings` F32 [N, D]; the model facts, paths, hashes and metadata in
  *   `__metadata__`.
  * @module
@@ -17,6 +17,7 @@
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { parquetMetadata, parquetReadObjects } from "hyparquet";
 import { decodeNpyFloat32, encodeNpyFloat32 } from "./npy.ts";
+import { arrowSchemaBase64 } from "./arrow_schema.ts";
 
 /** One embedded image. */
 export interface EmbeddingRow {
@@ -98,8 +99,7 @@ export async function writeOutput(
       return bytes.length;
     }
     case "parquet": {
-      // apache-arrow only builds the schema entry: loaded here, not at start-up of every run.
-      const bytes = encodeParquet(rows, info, await import("apache-arrow"));
+      const bytes = encodeParquet(rows, info);
       await writeAtomically(out, bytes);
       return bytes.length;
     }
@@ -152,9 +152,7 @@ function metadataColumns(rows: readonly EmbeddingRow[]): { key: string; column: 
   }));
 }
 
-type ArrowModule = typeof import("apache-arrow");
-
-function encodeParquet(rows: readonly EmbeddingRow[], info: OutputInfo, arrow: ArrowModule): Uint8Array {
+function encodeParquet(rows: readonly EmbeddingRow[], info: OutputInfo): Uint8Array {
   const meta = metadataColumns(rows);
   const buffer = parquetWriteBuffer({
     columnData: [
@@ -180,37 +178,11 @@ function encodeParquet(rows: readonly EmbeddingRow[], info: OutputInfo, arrow: A
     kvMetadata: [
       ...Object.entries(facts(info)).map(([key, value]) => ({ key, value: String(value) })),
       { key: "metadata_columns", value: JSON.stringify(meta) },
-      { key: "ARROW:schema", value: arrowSchema(arrow, meta.map((m) => m.column), info.embeddingSize) },
+      { key: "ARROW:schema", value: arrowSchemaBase64(meta.map((m) => m.column), info.embeddingSize) },
     ],
     createdBy: info.engine,
   });
   return new Uint8Array(buffer);
-}
-
-/**
- * The `ARROW:schema` key-value entry, as pyarrow writes it: base64 of the Arrow IPC Schema message
- * (continuation marker, length, flatbuffer padded to 8 bytes). Arrow readers (pyarrow and so pandas,
- * polars, arrow-rs) take the column types from it, restoring the embedding as `FixedSizeList<float32>[d]`
- * where the Parquet schema alone only says "list of float".
- */
-function arrowSchema(arrow: ArrowModule, metadataColumns: readonly string[], d: number): string {
-  const { Field, FixedSizeList, Float32, Schema, Table, tableToIPC, Utf8 } = arrow;
-  const schema = new Schema([
-    new Field("path", new Utf8(), false),
-    new Field("hash", new Utf8(), false),
-    ...metadataColumns.map((column) => new Field(column, new Utf8(), true)),
-    new Field("embedding", new FixedSizeList(d, new Field("element", new Float32(), false)), false),
-  ]);
-  // An IPC stream of an empty table is the schema message followed by the 8-byte end-of-stream marker.
-  const stream = tableToIPC(new Table(schema), "stream");
-  const view = new DataView(stream.buffer, stream.byteOffset, stream.byteLength);
-  if (view.getUint32(0, true) !== 0xffffffff) {
-    throw new Error("apache-arrow wrote no IPC continuation marker");
-  }
-  const message = stream.subarray(0, 8 + view.getInt32(4, true));
-  let binary = "";
-  for (const b of message) binary += String.fromCharCode(b);
-  return btoa(binary);
 }
 
 function encodeSafetensors(rows: readonly EmbeddingRow[], info: OutputInfo): Uint8Array {

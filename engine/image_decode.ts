@@ -14,8 +14,8 @@
  * decoder (IDCT and chroma upsampling). The default, {@linkcode libjpegTurboJpegDecoder}, is Squoosh's wasm
  * build of MozJPEG's libjpeg-turbo-derived decoder (`@jsquash/jpeg`): bit-identical to libjpeg-turbo's
  * `djpeg`, which Derm Foundation's TensorFlow and PIL use, on all 443 JPEGs measured (`bench/jpeg_notes.md`).
- * imagescript's `jpeg.wasm` ({@linkcode imagescriptJpegDecoder}) is within 3 levels; pass `jpegDecoder`
- * to use it or another decoder.
+ * Pass `jpegDecoder` to use another decoder (`bench/jpeg_fidelity.ts` compares imagescript's `jpeg.wasm`,
+ * within 3 levels).
  *
  * Output layout: {@linkcode DecodedImage.rgba} is RGBA8, row-major, 4 bytes per pixel, with the 4th byte
  * always 255 (alpha already dropped), so that `new Uint32Array(rgba.buffer)` is the GPU upload of
@@ -25,9 +25,7 @@
  * @module
  */
 import { ImageError } from "./errors.ts";
-// imagescript's PNG CRC-32 (plain ESM, no Node APIs). Importing it statically also puts the package in the
-// module graph, which `import.meta.resolve("imagescript/...")` below needs to return a loadable URL.
-import { crc32 } from "imagescript/png/src/crc.mjs";
+import { crc32 } from "./crc32.ts";
 import jsquashDecodeJpeg from "@jsquash/jpeg/decode.js";
 
 /** An image decoded to 8-bit RGB, stored as RGBA8 with the alpha byte set to 255. */
@@ -215,68 +213,6 @@ export async function libjpegTurboJpegDecoder(bytes: Uint8Array): Promise<RawPix
   const image = await jsquashDecodeJpeg(bytes.slice().buffer as ArrayBuffer, { preserveOrientation: false });
   return { width: image.width, height: image.height, data: image.data as Uint8ClampedArray, channels: 4 };
 }
-
-// ---------------------------------------------------------------------------------------------------------
-// Alternative JPEG decoder: imagescript 1.3.1's jpeg.wasm, instantiated here (its main module loads a native
-// Node addon at import time, which needs --allow-ffi and cannot run in a browser).
-
-interface ImagescriptJpegExports {
-  memory: WebAssembly.Memory;
-  walloc(size: number): number;
-  wlen(): number;
-  decode(ptr: number, len: number, width: number, height: number): number;
-  decode_width(ptr: number): number;
-  decode_height(ptr: number): number;
-  decode_format(ptr: number): number;
-  decode_buffer(ptr: number): number;
-  decode_free(ptr: number): void;
-}
-
-let jpegModule: Promise<WebAssembly.Module> | undefined;
-
-async function loadImagescriptJpeg(): Promise<WebAssembly.Module> {
-  // Resolved through the import map ("imagescript" -> npm:imagescript@1.3.1): a file: URL in Deno (read
-  // from the local npm cache, needs --allow-read, never the network), a bundler-served URL in a browser.
-  const url = import.meta.resolve("imagescript/wasm/any/jpeg.wasm");
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`cannot load ${url}: HTTP ${response.status}`);
-  return await WebAssembly.compile(await response.arrayBuffer());
-}
-
-/**
- * An alternative {@linkcode JpegDecoder}: imagescript 1.3.1's Rust `jpeg.wasm`. Not bit-identical to
- * libjpeg-turbo (see `bench/jpeg_notes.md`). A fresh wasm instance per call keeps memory bounded.
- *
- * @param bytes A JPEG file.
- * @returns Grey (1 byte per pixel) or RGB (3) pixels.
- */
-export async function imagescriptJpegDecoder(bytes: Uint8Array): Promise<RawPixels> {
-  jpegModule ??= loadImagescriptJpeg();
-  let module: WebAssembly.Module;
-  try {
-    module = await jpegModule;
-  } catch (e) {
-    jpegModule = undefined;
-    throw e;
-  }
-  const wasm = (await WebAssembly.instantiate(module, {})).exports as unknown as ImagescriptJpegExports;
-  const input = wasm.walloc(bytes.length);
-  new Uint8Array(wasm.memory.buffer, input, bytes.length).set(bytes);
-  // The decoder takes ownership of the input buffer; 0 means a decode error, 1 a scaling error.
-  const frame = wasm.decode(input, bytes.length, 0, 0);
-  if (frame === 0 || frame === 1) throw new Error("jpeg.wasm failed to decode");
-  const width = wasm.decode_width(frame);
-  const height = wasm.decode_height(frame);
-  const format = wasm.decode_format(frame); // 0 grey, 1 RGB, 2 CMYK
-  const pointer = wasm.decode_buffer(frame); // sets wlen() to the buffer's length
-  const data = new Uint8Array(wasm.memory.buffer, pointer, wasm.wlen()).slice();
-  wasm.decode_free(frame);
-  if (format !== 0 && format !== 1) throw new Error(`jpeg.wasm returned pixel format ${format} (CMYK)`);
-  return { width, height, data, channels: format === 0 ? 1 : 3 };
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// PNG
 
 /** Channels per colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA) and the allowed bit depths. */
 const PNG_COLOR_TYPES: Record<number, { channels: number; depths: number[] }> = {

@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { crc32 } from "imagescript/png/src/crc.mjs";
+import { readTestdata } from "../tests/_testdata.ts";
 import { decodeImage, type RawPixels } from "./image_decode.ts";
 import { ImageError } from "./errors.ts";
-
-const IMAGES = new URL("../../shared/fixtures/images/", import.meta.url);
 
 // ---------- a small PNG encoder, to build every colour type, bit depth, filter and interlacing ----------
 
@@ -257,18 +256,12 @@ Deno.test("decodeImage() throws ImageError naming the file for bad, truncated an
 
 // ---------- JPEG ----------
 
-function fixture(name: string): Uint8Array | undefined {
-  try {
-    return Deno.readFileSync(new URL(name, IMAGES));
-  } catch {
-    console.warn(`skipped: no fixture image ${name} in ${IMAGES.pathname}`);
-    return undefined;
-  }
+function fixture(name: string): Uint8Array {
+  return readTestdata(`images/${name}`);
 }
 
 Deno.test("decodeImage() decodes a JPEG fixture close to its lossless PNG twin", async () => {
   const jpg = fixture("isic_0000387.jpg"), png = fixture("isic_0000387.png");
-  if (!jpg || !png) return;
   const a = await decodeImage(jpg, "isic_0000387.jpg");
   const b = await decodeImage(png, "isic_0000387.png");
   assert.deepEqual([a.format, a.width, a.height], ["jpeg", 250, 250]);
@@ -279,7 +272,6 @@ Deno.test("decodeImage() decodes a JPEG fixture close to its lossless PNG twin",
 
 Deno.test("decodeImage() uses the jpegDecoder option and replicates its grey output", async () => {
   const jpg = fixture("isic_0000387.jpg");
-  if (!jpg) return;
   const decoder = (_: Uint8Array): Promise<RawPixels> =>
     Promise.resolve({ width: 250, height: 250, data: new Uint8Array(250 * 250).fill(9), channels: 1 });
   const img = await decodeImage(jpg, "g.jpg", { jpegDecoder: decoder });
@@ -293,7 +285,6 @@ Deno.test("decodeImage() uses the jpegDecoder option and replicates its grey out
 
 Deno.test("decodeImage() rejects truncated, corrupt and oversized JPEGs with ImageError", async () => {
   const jpg = fixture("isic_0000387.jpg");
-  if (!jpg) return;
   const rejectsJpeg = (bytes: Uint8Array, pattern: RegExp, options = {}) =>
     assert.rejects(decodeImage(bytes, "x.jpg", options), (e: unknown) => {
       assert.ok(e instanceof ImageError);

@@ -14,8 +14,7 @@ import { resizeBilinearRef } from "./resize_bilinear_ref.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
-
-const FIXTURES = new URL("../../shared/fixtures/", import.meta.url);
+import { readTestdata, readTestdataJson } from "../tests/_testdata.ts";
 
 /** Random RGBA8 pixels packed as u32 (byte 3 random too: the kernel must ignore it). */
 function randomPixels(w: number, h: number, seed: number): Uint32Array<ArrayBuffer> {
@@ -151,31 +150,19 @@ interface FixtureCase {
   size: number;
 }
 
-function readCases(): FixtureCase[] | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(new URL("bit/cases.json", FIXTURES)));
-  } catch {
-    return undefined;
-  }
+function readCases(): FixtureCase[] {
+  return readTestdataJson<FixtureCase[]>("bit/cases.json");
 }
 
 gpuTest(
   "decodeImage() + resizeBilinear() reproduce the fixtures' model input for every case",
   async ({ device }) => {
     const cases = readCases();
-    if (!cases) {
-      console.warn(`skipped: no fixtures at ${FIXTURES.pathname} (../shared/fixtures/bit/cases.json)`);
-      return;
-    }
     const report: string[] = [];
     const failures: string[] = [];
     for (const c of cases) {
-      const file = new URL(`bit/${c.image}`, FIXTURES);
-      const image = await decodeImage(Deno.readFileSync(file), c.image);
-      const ref = readSafetensor(
-        Deno.readFileSync(new URL(`bit/${c.name}.ref.safetensors`, FIXTURES)),
-        "input",
-      );
+      const image = await decodeImage(readTestdata(c.image.replace(/^\.\.\//, "")), c.image);
+      const ref = readSafetensor(readTestdata(`bit/${c.name}.ref.safetensors`), "input");
       assert.deepEqual(ref.shape, [c.size, c.size, 3]);
       const launch = resizeBilinearLaunch(
         { srcWidth: image.width, srcHeight: image.height, size: c.size, n: 0, batch: 1, preset: c.preset },

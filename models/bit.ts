@@ -17,7 +17,7 @@
  */
 import type { BitArchitecture } from "./bit_arch.ts";
 
-/** The two numeric presets of ../shared/fixtures/README.md. */
+/** The two numeric presets of testdata/FIXTURES_README.md. */
 export type BitPreset = "derm" | "bit";
 
 /** Numbers that differ between the presets. */

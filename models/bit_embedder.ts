@@ -28,7 +28,7 @@ import { buildBitPlan } from "./bit_plan.ts";
 import { kernelSpec } from "../kernels/registry.ts";
 import type { KernelSpec } from "../engine/kernel.ts";
 
-/** Procedurally generated weights (../shared/fixtures/README.md): real work, meaningless embeddings. */
+/** Procedurally generated weights (testdata/FIXTURES_README.md): real work, meaningless embeddings. */
 export interface ProceduralWeights {
   /** The architecture to generate. */
   readonly procedural: BitArchitecture;

@@ -1,24 +1,21 @@
 /**
- * Access to ../shared/fixtures: the cases, their reference tensors (read here with F64 support, which the
- * engine's reader rightly refuses), and the weights each case uses.
+ * The fixture cases in `testdata/` (copied from the team's shared fixtures; testdata/README.md): the cases,
+ * their reference tensors (read here with F64 support, which the engine's reader rightly refuses), and the
+ * weights each case uses. A missing file fails the test that needs it, naming the file.
+ *
+ * The small weight files of the fixtures are procedural (../testdata/FIXTURES_README.md), so they are not
+ * stored: {@linkcode fixtureWeightsFile} regenerates one and checks every tensor's SHA-256, and the file's,
+ * against `testdata/procedural_weights.json`, recorded from the original files.
  * @module
  */
+import { createHash } from "node:crypto";
 import { type BitArchitecture, bitArchitecture } from "../models/bit_arch.ts";
 import type { WeightsInput } from "../models/bit_embedder.ts";
 import type { BitPreset } from "../models/bit.ts";
-
-/** The fixtures folder, beside the checkout. */
-export const FIXTURES_DIR = new URL("../../shared/fixtures/", import.meta.url);
-
-/** Whether ../shared/fixtures is present; tests that need it skip with this reason otherwise. */
-export function fixturesMissing(): string | undefined {
-  try {
-    Deno.statSync(new URL("bit/cases.json", FIXTURES_DIR));
-    return undefined;
-  } catch {
-    return `fixtures not found at ${FIXTURES_DIR.pathname} (../shared beside the checkout)`;
-  }
-}
+import { proceduralSource } from "../weights/procedural.ts";
+import type { TensorSource } from "../weights/safetensors.ts";
+import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
+import { readTestdata, readTestdataJson, testdataPath } from "./_testdata.ts";
 
 /** One entry of bit/cases.json. */
 export interface FixtureCase {
@@ -35,9 +32,9 @@ export interface FixtureCase {
   intermediates?: boolean;
 }
 
-/** Reads bit/cases.json. */
+/** Reads testdata/bit/cases.json. */
 export function fixtureCases(): FixtureCase[] {
-  return JSON.parse(Deno.readTextFileSync(new URL("bit/cases.json", FIXTURES_DIR)));
+  return readTestdataJson<FixtureCase[]>("bit/cases.json");
 }
 
 /** The architecture of a case. */
@@ -45,20 +42,28 @@ export function caseArchitecture(c: FixtureCase): BitArchitecture {
   return bitArchitecture(c.layers, c.channels, c.stem_chs);
 }
 
-/** Path of the stored weights a case uses (its own, or those of the case with the same seed), if any. */
-export function caseWeightsPath(c: FixtureCase, all = fixtureCases()): string | undefined {
-  const stored = all.find((o) => o.seed === c.seed && o.store_weights);
-  return stored ? new URL(`bit/${stored.name}.safetensors`, FIXTURES_DIR).pathname : undefined;
+/** The case whose weights file `c` uses (its own, or that of the case with the same seed), if one is stored. */
+function storedCase(c: FixtureCase, all = fixtureCases()): FixtureCase | undefined {
+  return all.find((o) => o.seed === c.seed && o.store_weights);
 }
 
-/** What the embedder loads for a case: the stored file, else its procedural weights. */
+/** What the embedder loads for a case: its procedural weights (the same values as the fixture files). */
 export function caseWeights(c: FixtureCase): WeightsInput {
-  return caseWeightsPath(c) ?? { procedural: caseArchitecture(c), seed: c.seed };
+  return { procedural: caseArchitecture(c), seed: c.seed };
+}
+
+/**
+ * Path of the weights file a case uses (regenerated, checksum-verified), or undefined when the fixtures
+ * stored none for it (the large cases, which use `procedural:` weights).
+ */
+export async function caseWeightsPath(c: FixtureCase): Promise<string | undefined> {
+  const stored = storedCase(c);
+  return stored ? await fixtureWeightsFile(`bit/${stored.name}.safetensors`) : undefined;
 }
 
 /** The image file of a case. */
 export function caseImagePath(c: FixtureCase): string {
-  return new URL(`bit/${c.image}`, FIXTURES_DIR).pathname;
+  return testdataPath(new URL(c.image, "file:///bit/").pathname.slice(1));
 }
 
 /** A reference tensor. */
@@ -67,11 +72,11 @@ export interface RefTensor {
   data: Float64Array;
 }
 
-/** Reads a case's `.ref.safetensors`: every tensor as float64, and the metadata. */
-export function readReference(
-  name: string,
+/** Parses a reference `.safetensors` file: every tensor as float64 (F64, F32 or U8), and the metadata. */
+export function parseReference(
+  bytes: Uint8Array,
+  file: string,
 ): { tensors: Map<string, RefTensor>; metadata: Record<string, string> } {
-  const bytes = Deno.readFileSync(new URL(`bit/${name}.ref.safetensors`, FIXTURES_DIR));
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
@@ -93,14 +98,117 @@ export function readReference(
       ? new Float64Array(raw)
       : dtype === "F32"
       ? Float64Array.from(new Float32Array(raw))
+      : dtype === "U8"
+      ? Float64Array.from(new Uint8Array(raw))
       : null;
-    if (!data) throw new Error(`Unexpected dtype ${dtype} for "${key}" in ${name}.ref.safetensors`);
+    if (!data) throw new Error(`Unexpected dtype ${dtype} for "${key}" in ${file}`);
     tensors.set(key, { shape, data });
   }
   return { tensors, metadata };
 }
 
+/** Reads a BiT case's `testdata/bit/NAME.ref.safetensors`. */
+export function readReference(
+  name: string,
+): { tensors: Map<string, RefTensor>; metadata: Record<string, string> } {
+  const file = `bit/${name}.ref.safetensors`;
+  return parseReference(readTestdata(file), file);
+}
+
 /** The fixtures' bound: min(2 x PyTorch float32's own error, 5e-5). */
 export function embeddingBound(metadata: Record<string, string>): number {
   return Math.min(2 * Number(metadata.torch_f32_max_rel_err), 5e-5);
+}
+
+/** One file's record in testdata/procedural_weights.json. */
+export interface ProceduralFileRecord {
+  file_sha256: string;
+  bytes: number;
+  metadata: Record<string, string>;
+  tensors: { name: string; dtype: "F32"; shape: number[]; sha256: string }[];
+}
+
+/** The recorded checksums of the fixtures' procedural weight files, by `testdata/`-relative name. */
+export function proceduralWeightsRecords(): Record<string, ProceduralFileRecord> {
+  return readTestdataJson("procedural_weights.json");
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/**
+ * The procedural source that regenerates a recorded file: the BiT case of the same name in bit/cases.json.
+ *
+ * @throws {Error} When no case describes the file.
+ */
+export function proceduralSourceFor(relative: string): TensorSource {
+  const name = /^bit\/(.+)\.safetensors$/.exec(relative)?.[1];
+  const c = fixtureCases().find((x) => x.name === name && x.store_weights);
+  if (!c) throw new Error(`Cannot regenerate "testdata/${relative}": no stored-weights case describes it`);
+  return proceduralSource(caseArchitecture(c), c.seed, { naming: c.naming ?? "timm" });
+}
+
+/**
+ * Regenerates the fixtures' weights as the bytes of the original file, checking each tensor's SHA-256
+ * and the whole file's against the record.
+ *
+ * @throws {Error} Naming the first tensor (or the file) whose bytes differ from the record.
+ */
+export async function regenerateFixtureWeights(relative: string): Promise<Uint8Array<ArrayBuffer>> {
+  const record = proceduralWeightsRecords()[relative];
+  if (!record) throw new Error(`Cannot regenerate "testdata/${relative}": not in procedural_weights.json`);
+  const source = proceduralSourceFor(relative);
+  const generated = new Map<string, Uint8Array>();
+  for await (const { entry, bytes } of source.stream()) generated.set(entry.name, bytes.slice());
+  const tensors: TensorToWrite[] = record.tensors.map((t) => {
+    const bytes = generated.get(t.name);
+    if (!bytes) throw new Error(`Cannot regenerate "${t.name}" of "testdata/${relative}": not generated`);
+    const got = sha256(bytes);
+    if (got !== t.sha256) {
+      throw new Error(
+        `Regenerated "${t.name}" of "testdata/${relative}" differs: sha256 ${got}, recorded ${t.sha256}`,
+      );
+    }
+    return { name: t.name, dtype: t.dtype, shape: t.shape, data: bytes };
+  });
+  if (generated.size !== tensors.length) {
+    throw new Error(
+      `Cannot regenerate "testdata/${relative}": ${generated.size} tensors generated, ${tensors.length} recorded`,
+    );
+  }
+  const file = encodeSafetensors(tensors, record.metadata);
+  const got = sha256(file);
+  if (got !== record.file_sha256) {
+    throw new Error(
+      `Regenerated "testdata/${relative}" differs: sha256 ${got}, recorded ${record.file_sha256}`,
+    );
+  }
+  return file;
+}
+
+const regenerated = new Map<string, Promise<string>>();
+let regeneratedDir: string | undefined;
+
+/**
+ * The path of a fixture weights file, regenerated once per test process into a temporary folder (removed
+ * when the process ends) and verified against its recorded checksums.
+ */
+export function fixtureWeightsFile(relative: string): Promise<string> {
+  let path = regenerated.get(relative);
+  if (!path) {
+    path = (async () => {
+      const bytes = await regenerateFixtureWeights(relative);
+      if (!regeneratedDir) {
+        regeneratedDir = Deno.makeTempDirSync({ prefix: "derm-fixture-weights-" });
+        const dir = regeneratedDir;
+        globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+      }
+      const out = `${regeneratedDir}/${relative.replaceAll("/", "_")}`;
+      await Deno.writeFile(out, bytes);
+      return out;
+    })();
+    regenerated.set(relative, path);
+  }
+  return path;
 }

@@ -2,7 +2,7 @@
  * Test-side writer of TensorFlow SavedModel directories shaped like Derm Foundation's, so the converter can
  * be tested end to end without TensorFlow and without the 1.5 GB original.
  *
- * Layout written (what Derm Foundation's jax2tf export has, per ../shared/fixtures/savedmodel/README.md):
+ * Layout written (what Derm Foundation's jax2tf export has, per testdata/savedmodel/README.md):
  * - `saved_model.pb`: SavedModel {schema 1, one MetaGraphDef {meta_info_def {tags ["serve"],
  *   tensorflow_version}, object_graph_def}}; node 0 (root) has children "computation_module" (node 1),
  *   "tf_trackable_resources" and "signatures" (empty objects); node 1 has child "_var_leaves" (node 2),

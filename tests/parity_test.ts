@@ -1,5 +1,5 @@
 /**
- * Model parity: every case of ../shared/fixtures/bit/cases.json against its float64 reference.
+ * Model parity: every case of testdata/bit/cases.json against its float64 reference.
  *
  * For each case two paths are checked:
  * - the reference model input (`input`, decode and resize excluded) through the network, comparing the
@@ -19,17 +19,10 @@ import {
   embeddingBound,
   type FixtureCase,
   fixtureCases,
-  fixturesMissing,
   readReference,
 } from "./_fixtures.ts";
 import { relativeMaxError } from "./_compare.ts";
 import { createBitEmbedder } from "../models/bit_embedder.ts";
-
-const missing = fixturesMissing();
-if (missing) {
-  Deno.test({ name: "parity: fixtures", ignore: true, fn() {} });
-  console.warn(`skipped parity tests: ${missing}`);
-}
 
 const CHECKPOINTS = ["stem", "stage1", "stage2", "stage3", "stage4", "final_norm"];
 
@@ -37,7 +30,7 @@ function isSlow(c: FixtureCase): boolean {
   return c.size >= 224;
 }
 
-for (const c of missing ? [] : fixtureCases()) {
+for (const c of fixtureCases()) {
   gpuTest(`parity: ${c.name} matches the float64 reference`, async (gpu) => {
     const ref = readReference(c.name);
     const bound = embeddingBound(ref.metadata);
@@ -80,21 +73,19 @@ for (const c of missing ? [] : fixtureCases()) {
   }, { slow: isSlow(c) });
 }
 
-if (!missing) {
-  gpuTest("embed() gives each image of a batch the row it gets alone", async (gpu) => {
-    const c = fixtureCases().find((x) => x.name === "tiny-derm-96")!;
-    const images = fixtureCases()
-      .filter((x) => x.name.startsWith("tiny-derm-96"))
-      .map((x) => ({ bytes: Deno.readFileSync(caseImagePath(x)), name: x.image }));
-    const embedder = await createBitEmbedder(caseWeights(c), { gpu, size: c.size, maxBatch: 4 });
-    try {
-      const together = await embedder.embed(images); // batches of 4 and 2
-      for (const [i, image] of images.entries()) {
-        const [alone] = await embedder.embed([image]);
-        assert.deepEqual(together[i], alone, `row ${i} (${image.name}) differs between batch and alone`);
-      }
-    } finally {
-      embedder.dispose();
+gpuTest("embed() gives each image of a batch the row it gets alone", async (gpu) => {
+  const c = fixtureCases().find((x) => x.name === "tiny-derm-96")!;
+  const images = fixtureCases()
+    .filter((x) => x.name.startsWith("tiny-derm-96"))
+    .map((x) => ({ bytes: Deno.readFileSync(caseImagePath(x)), name: x.image }));
+  const embedder = await createBitEmbedder(caseWeights(c), { gpu, size: c.size, maxBatch: 4 });
+  try {
+    const together = await embedder.embed(images); // batches of 4 and 2
+    for (const [i, image] of images.entries()) {
+      const [alone] = await embedder.embed([image]);
+      assert.deepEqual(together[i], alone, `row ${i} (${image.name}) differs between batch and alone`);
     }
-  });
-}
+  } finally {
+    embedder.dispose();
+  }
+});

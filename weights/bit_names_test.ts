@@ -10,17 +10,7 @@ import {
 import { adaptBitWeights, type BitNaming, dermName, presetFromMetadata, storedShape } from "./bit_names.ts";
 import type { TensorEntry } from "./safetensors.ts";
 import { openSafetensorsFile } from "./safetensors_deno.ts";
-
-// weights/ is one level below the repository root; the shared fixtures sit beside the repository.
-const FIXTURES = new URL("../../shared/fixtures/bit/", import.meta.url);
-const HAVE_FIXTURES = (() => {
-  try {
-    return Deno.statSync(new URL("tiny-bit-64.safetensors", FIXTURES)).isFile;
-  } catch {
-    console.log(`Skipping fixture tests: ${FIXTURES.pathname} is absent`);
-    return false;
-  }
-})();
+import { fixtureWeightsFile } from "../tests/_fixtures.ts";
 
 const R152X4 = bitArchitecture([3, 8, 36, 3], [1024, 2048, 4096, 8192], 256);
 
@@ -170,10 +160,9 @@ Deno.test("presetFromMetadata() prefers a valid preset key, else follows the nam
 
 Deno.test({
   name: "adaptBitWeights() reads the timm and Derm fixture files",
-  ignore: !HAVE_FIXTURES,
   async fn() {
-    const bit = await openSafetensorsFile(new URL("tiny-bit-64.safetensors", FIXTURES).pathname);
-    const derm = await openSafetensorsFile(new URL("tiny-derm-96.safetensors", FIXTURES).pathname);
+    const bit = await openSafetensorsFile(await fixtureWeightsFile("bit/tiny-bit-64.safetensors"));
+    const derm = await openSafetensorsFile(await fixtureWeightsFile("bit/tiny-derm-96.safetensors"));
     try {
       const a = adaptBitWeights(bit);
       assert.equal(a.naming, "timm");

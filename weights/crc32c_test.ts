@@ -40,7 +40,7 @@ Deno.test("crc32c() continues a previous CRC across pieces", () => {
 });
 
 Deno.test("maskCrc32c() and unmaskCrc32c() invert each other and match TensorFlow's stored values", () => {
-  // From ../shared/fixtures/savedmodel/arm-openmv-mobilenet/expected.json (crc32c_unmasked, crc32c_masked).
+  // From testdata/savedmodel/arm-openmv-mobilenet/expected.json (crc32c_unmasked, crc32c_masked).
   assert.equal(maskCrc32c(3031429917), 2294174775);
   assert.equal(unmaskCrc32c(2294174775), 3031429917);
   assert.equal(maskCrc32c(863218768), 4213395903);

@@ -1,5 +1,5 @@
 /**
- * Procedural weights (shared/fixtures/README.md): weights too large to store, rebuilt exactly from a seed
+ * Procedural weights (testdata/FIXTURES_README.md): weights too large to store, rebuilt exactly from a seed
  * string and each tensor's timm name. A procedural source streams them like a safetensors file.
  *
  * For a tensor with timm name NAME, timm shape (OIHW) of n elements and seed SEED:

@@ -3,21 +3,10 @@ import { BIT_R101X3, bitArchitecture, bitParameterCount } from "../models/bit_ar
 import { WeightsError } from "../engine/errors.ts";
 import { adaptBitWeights } from "./bit_names.ts";
 import { proceduralKind, proceduralSource, proceduralValues } from "./procedural.ts";
-import type { TensorSource } from "./safetensors.ts";
-import { openSafetensorsFile } from "./safetensors_deno.ts";
+import { createHash } from "node:crypto";
+import { proceduralWeightsRecords } from "../tests/_fixtures.ts";
 
-// weights/ is one level below the repository root; the shared fixtures sit beside the repository.
-const FIXTURES = new URL("../../shared/fixtures/bit/", import.meta.url);
-const HAVE_FIXTURES = (() => {
-  try {
-    return Deno.statSync(new URL("tiny-bit-64.safetensors", FIXTURES)).isFile;
-  } catch {
-    console.log(`Skipping fixture tests: ${FIXTURES.pathname} is absent`);
-    return false;
-  }
-})();
-
-/** The formula of shared/fixtures/README.md written out step by step, for one element. */
+/** The formula of testdata/FIXTURES_README.md written out step by step, for one element. */
 function referenceValue(seed: string, name: string, i: number, kind: string): number {
   let h = 0x811c9dc5n;
   for (const byte of new TextEncoder().encode(`${seed}/${name}`)) {
@@ -80,40 +69,29 @@ Deno.test("proceduralSource() looks like a safetensors file that adaptBitWeights
   assert.deepEqual(proceduralSource(arch, "t").metadata, { seed: "t" });
 });
 
-async function assertSameAsFile(file: TensorSource, generated: TensorSource): Promise<number> {
-  assert.deepEqual([...generated.tensors.keys()].sort(), [...file.tensors.keys()].sort());
-  const want = new Map<string, Uint8Array>();
-  for await (const { entry, bytes } of file.stream()) want.set(entry.name, bytes);
-  let compared = 0;
-  for await (const { entry, bytes } of generated.stream()) {
-    assert.deepEqual(entry.shape, file.tensors.get(entry.name)!.shape, entry.name);
-    const expected = want.get(entry.name)!;
-    const same = bytes.length === expected.length && bytes.every((b, i) => b === expected[i]);
-    assert.ok(same, `"${entry.name}" differs from the fixture file`);
-    compared++;
-  }
-  return compared;
-}
-
-Deno.test({
-  name: "proceduralSource() equals tiny-bit-64 (timm) and tiny-derm-96 (derm) bit for bit",
-  ignore: !HAVE_FIXTURES,
-  async fn() {
-    const cases = [
-      ["tiny-bit-64.safetensors", "fixture/tiny-bit", "timm", [1, 1, 1, 1], 32, 43],
-      ["tiny-derm-96.safetensors", "fixture/tiny-derm", "derm", [2, 1, 1, 1], 64, 52],
-    ] as const;
-    for (const [name, seed, naming, layers, stem, count] of cases) {
-      const file = await openSafetensorsFile(new URL(name, FIXTURES).pathname);
-      try {
-        assert.equal(file.metadata.seed, seed);
-        const arch = bitArchitecture(layers, [128, 256, 512, 1024], stem);
-        assert.equal(await assertSameAsFile(file, proceduralSource(arch, seed, { naming })), count);
-      } finally {
-        await file.close();
-      }
+Deno.test("proceduralSource() equals tiny-bit-64 (timm) and tiny-derm-96 (derm) bit for bit", async () => {
+  // The SHA-256 of every tensor of the original fixture files, recorded in testdata/procedural_weights.json.
+  const records = proceduralWeightsRecords();
+  const cases = [
+    ["bit/tiny-bit-64.safetensors", "fixture/tiny-bit", "timm", [1, 1, 1, 1], 32, 43],
+    ["bit/tiny-derm-96.safetensors", "fixture/tiny-derm", "derm", [2, 1, 1, 1], 64, 52],
+  ] as const;
+  for (const [file, seed, naming, layers, stem, count] of cases) {
+    const record = records[file];
+    assert.equal(record.metadata.seed, seed);
+    const arch = bitArchitecture(layers, [128, 256, 512, 1024], stem);
+    const source = proceduralSource(arch, seed, { naming });
+    const got: { name: string; shape: readonly number[]; sha256: string }[] = [];
+    for await (const { entry, bytes } of source.stream()) {
+      got.push({
+        name: entry.name,
+        shape: entry.shape,
+        sha256: createHash("sha256").update(bytes).digest("hex"),
+      });
     }
-  },
+    assert.equal(got.length, count);
+    assert.deepEqual(got, record.tensors.map(({ name, shape, sha256 }) => ({ name, shape, sha256 })), file);
+  }
 });
 
 Deno.test({

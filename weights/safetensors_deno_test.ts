@@ -3,26 +3,8 @@ import { WeightsError } from "../engine/errors.ts";
 import { decodeToFloat32, type TensorSource } from "./safetensors.ts";
 import { openSafetensorsFile } from "./safetensors_deno.ts";
 import { encodeSafetensors } from "./safetensors_write.ts";
-
-// weights/ is one level below the repository root; the shared fixtures sit beside the repository.
-const FIXTURES = new URL("../../shared/fixtures/bit/", import.meta.url);
-const HAVE_FIXTURES = (() => {
-  try {
-    return Deno.statSync(new URL("tiny-bit-64.safetensors", FIXTURES)).isFile;
-  } catch {
-    console.log(`Skipping fixture tests: ${FIXTURES.pathname} is absent`);
-    return false;
-  }
-})();
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "safetensors_deno_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { fixtureWeightsFile } from "../tests/_fixtures.ts";
+import { withTempDir } from "../tests/_temp.ts";
 
 /** A file with `header` as JSON text, `dataBytes` zero bytes, and optionally a forged header length. */
 function rawFile(header: string | object, dataBytes = 0, lengthOverride?: bigint): Uint8Array {
@@ -45,7 +27,6 @@ async function assertOpenFails(path: string, tensor: string, pattern: RegExp): P
 
 Deno.test({
   name: "openSafetensorsFile() reads the fixture files tensor by tensor in offset order",
-  ignore: !HAVE_FIXTURES,
   async fn() {
     for (
       const [name, count, first] of [
@@ -53,7 +34,7 @@ Deno.test({
         ["tiny-derm-96.safetensors", 52, "params.feature_extractor.root_block.conv_root.kernel"],
       ] as const
     ) {
-      const path = new URL(name, FIXTURES).pathname;
+      const path = await fixtureWeightsFile(`bit/${name}`);
       const source = await openSafetensorsFile(path);
       try {
         assert.equal(source.file, path);

@@ -4,22 +4,12 @@ import { writeDermSavedModel } from "../tests/_savedmodel_writer.ts";
 import { proceduralSource } from "./procedural.ts";
 import { bitArchitecture } from "../models/bit_arch.ts";
 import { openSavedModel } from "./savedmodel_deno.ts";
+import { testdataPath } from "../tests/_testdata.ts";
 
-const MOBILENET = new URL("../../shared/fixtures/savedmodel/arm-openmv-mobilenet/", import.meta.url).pathname;
+const MOBILENET = testdataPath("savedmodel/arm-openmv-mobilenet");
 const TINY = bitArchitecture([1, 1, 1, 1], [16, 32, 64, 128], 8);
 
-function haveMobilenet(): boolean {
-  try {
-    Deno.statSync(MOBILENET);
-    return true;
-  } catch {
-    console.warn(`skipped: ${MOBILENET} not found (../shared beside the checkout)`);
-    return false;
-  }
-}
-
 Deno.test("openSavedModel() streams the 137 model tensors of a real SavedModel with the expected values", async () => {
-  if (!haveMobilenet()) return;
   const expected = JSON.parse(await Deno.readTextFile(`${MOBILENET}/expected.json`));
   const byKey = new Map(expected.entries.map((e: { key: string }) => [e.key, e]));
   const source = await openSavedModel(MOBILENET);
@@ -51,7 +41,6 @@ Deno.test("openSavedModel() streams the 137 model tensors of a real SavedModel w
 });
 
 Deno.test("openSavedModel() serves other kinds when asked, leaving out what is not float", async () => {
-  if (!haveMobilenet()) return;
   const source = await openSavedModel(MOBILENET, {
     kinds: ["model", "optimizer_slot", "optimizer", "metric", "rng_state"],
   });

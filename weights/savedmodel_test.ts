@@ -6,16 +6,10 @@ import { adaptBitWeights } from "./bit_names.ts";
 import { ProtoWriter } from "./protobuf.ts";
 import type { TensorEntry } from "./safetensors.ts";
 import { escapeLocalName, readSavedModel } from "./savedmodel.ts";
+import { readTestdata, readTestdataText } from "../tests/_testdata.ts";
 
-const SAVEDMODEL = new URL("../../shared/fixtures/savedmodel/", import.meta.url);
-
-function fixtureText(path: string): string | undefined {
-  try {
-    return Deno.readTextFileSync(new URL(path, SAVEDMODEL));
-  } catch {
-    console.warn(`skipped: ${new URL(path, SAVEDMODEL).pathname} not found (../shared beside the checkout)`);
-    return undefined;
-  }
+function fixtureText(path: string): string {
+  return readTestdataText(`savedmodel/${path}`);
 }
 
 interface DermVariable {
@@ -27,9 +21,8 @@ interface DermVariable {
 
 Deno.test("readSavedModel() gives TensorFlow's checkpoint key, name and kind of all 316 variables", () => {
   const text = fixtureText("arm-openmv-mobilenet/expected.json");
-  if (!text) return;
   const expected = JSON.parse(text);
-  const graph = readSavedModel(Deno.readFileSync(new URL("arm-openmv-mobilenet/saved_model.pb", SAVEDMODEL)));
+  const graph = readSavedModel(readTestdata("savedmodel/arm-openmv-mobilenet/saved_model.pb"));
   assert.deepEqual(
     [graph.schemaVersion, graph.tags, graph.tensorflowVersion, graph.nodes],
     [1, ["serve"], "2.8.2", 1492],
@@ -60,7 +53,6 @@ Deno.test("readSavedModel() gives TensorFlow's checkpoint key, name and kind of 
 
 Deno.test("readSavedModel() reproduces Derm Foundation's 304 checkpoint keys, which map onto R101x3 exactly", () => {
   const text = fixtureText("derm-foundation-variables.json");
-  if (!text) return;
   const derm: DermVariable[] = JSON.parse(text);
   assert.equal(derm.length, 304);
   const graph = readSavedModel(

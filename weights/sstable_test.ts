@@ -3,16 +3,10 @@ import { WeightsError } from "../engine/errors.ts";
 import { encodeSstable } from "../tests/_savedmodel_writer.ts";
 import { crc32c, maskCrc32c } from "./crc32c.ts";
 import { readSstable } from "./sstable.ts";
+import { readTestdata } from "../tests/_testdata.ts";
 
-const MOBILENET = new URL("../../shared/fixtures/savedmodel/arm-openmv-mobilenet/", import.meta.url);
-
-function fixture(path: string): Uint8Array | undefined {
-  try {
-    return Deno.readFileSync(new URL(path, MOBILENET));
-  } catch {
-    console.warn(`skipped: ${new URL(path, MOBILENET).pathname} not found (../shared beside the checkout)`);
-    return undefined;
-  }
+function fixture(path: string): Uint8Array {
+  return readTestdata(`savedmodel/arm-openmv-mobilenet/${path}`);
 }
 
 function entries(n: number): { key: string; value: Uint8Array }[] {
@@ -31,8 +25,7 @@ function rejects(bytes: Uint8Array, message: RegExp): void {
 
 Deno.test("readSstable() reads TensorFlow's variables.index as the fixture describes it", () => {
   const bytes = fixture("variables/variables.index");
-  if (!bytes) return;
-  const expected = JSON.parse(new TextDecoder().decode(fixture("expected.json")!));
+  const expected = JSON.parse(new TextDecoder().decode(fixture("expected.json")));
   const table = readSstable(bytes, { file: "variables.index" });
   const { footer, data_blocks: blocks } = expected.sstable;
   assert.deepEqual(table.footer.metaindex, { offset: footer.metaindex[0], size: footer.metaindex[1] });

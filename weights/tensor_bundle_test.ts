@@ -3,16 +3,10 @@ import { WeightsError } from "../engine/errors.ts";
 import { encodeBundleEntry, encodeBundleHeader, encodeSstable } from "../tests/_savedmodel_writer.ts";
 import { ProtoWriter } from "./protobuf.ts";
 import { parseBundleEntry, readTensorBundleIndex, shardFileName, tfDtypeName } from "./tensor_bundle.ts";
+import { readTestdata } from "../tests/_testdata.ts";
 
-const MOBILENET = new URL("../../shared/fixtures/savedmodel/arm-openmv-mobilenet/", import.meta.url);
-
-function fixture(path: string): Uint8Array | undefined {
-  try {
-    return Deno.readFileSync(new URL(path, MOBILENET));
-  } catch {
-    console.warn(`skipped: ${new URL(path, MOBILENET).pathname} not found (../shared beside the checkout)`);
-    return undefined;
-  }
+function fixture(path: string): Uint8Array {
+  return readTestdata(`savedmodel/arm-openmv-mobilenet/${path}`);
 }
 
 const KEY = "computation_module/_var_leaves/0/.ATTRIBUTES/VARIABLE_VALUE";
@@ -30,8 +24,7 @@ function rejects(bytes: Uint8Array, tensor: string, message: RegExp): void {
 
 Deno.test("readTensorBundleIndex() reads every entry of TensorFlow's index as in expected.json", () => {
   const bytes = fixture("variables/variables.index");
-  if (!bytes) return;
-  const expected = JSON.parse(new TextDecoder().decode(fixture("expected.json")!));
+  const expected = JSON.parse(new TextDecoder().decode(fixture("expected.json")));
   const { header, entries } = readTensorBundleIndex(bytes, { file: "variables.index" });
   assert.deepEqual(header, {
     numShards: 1,

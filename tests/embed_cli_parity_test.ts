@@ -1,0 +1,82 @@
+/**
+ * `deno task embed` against the float64 references: every fixture case through the command line (the .npy
+ * read back and compared with the reference within the fixtures' bound), and a multi-image batch whose rows
+ * equal those of each image embedded alone.
+ * The adapter is whatever DENO_WEBGPU_BACKEND selects; CI runs this file on both of Mesa's.
+ */
+import assert from "node:assert/strict";
+import { decodeNpyFloat32 } from "../cli/npy.ts";
+import { caseImagePath, caseWeightsPath, embeddingBound, fixtureCases, readReference } from "./_fixtures.ts";
+import { relativeMaxError } from "./_compare.ts";
+import { SKIP_SLOW } from "./_gpu.ts";
+import { PROCEDURAL_ARCHITECTURES } from "../cli/weights_arg.ts";
+import { bitArchitecture } from "../models/bit_arch.ts";
+import { embedCli } from "./_embed_cli.ts";
+import { withTempDir } from "./_temp.ts";
+
+/** The `procedural:` argument giving a case's weights, when they are not stored. */
+function proceduralArgument(layers: number[], channels: number[], stem: number, seed: string): string {
+  const want = JSON.stringify(bitArchitecture(layers, channels, stem));
+  const name = Object.entries(PROCEDURAL_ARCHITECTURES).find(([, a]) => JSON.stringify(a) === want)?.[0];
+  if (!name) throw new Error(`No procedural architecture matches layers ${layers}, channels ${channels}`);
+  return `procedural:${name}:${seed}`;
+}
+
+for (const c of fixtureCases()) {
+  Deno.test({
+    name: `embed CLI: ${c.name} matches the float64 reference`,
+    ignore: c.size >= 224 && SKIP_SLOW,
+    async fn() {
+      await withTempDir(async (dir) => {
+        const weights = await caseWeightsPath(c) ??
+          proceduralArgument(c.layers, c.channels, c.stem_chs, c.seed);
+        const out = `${dir}/e.npy`;
+        const r = await embedCli([
+          "--weights",
+          weights,
+          "--preset",
+          c.preset,
+          "--size",
+          String(c.size),
+          "--out",
+          out,
+          caseImagePath(c),
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const { shape, data } = decodeNpyFloat32(await Deno.readFile(out));
+        const ref = readReference(c.name);
+        const want = ref.tensors.get("embedding_f64")!.data;
+        assert.deepEqual(shape, [1, want.length]);
+        const error = relativeMaxError(data, want);
+        const bound = embeddingBound(ref.metadata);
+        console.log(
+          `${c.name} via CLI: relative error ${error.toExponential(2)} (bound ${bound.toExponential(2)})`,
+        );
+        assert.ok(error <= bound, `${c.name}: ${error} over ${bound}`);
+        assert.equal(await Deno.readTextFile(`${out}.paths.txt`), `${caseImagePath(c)}\n`);
+      });
+    },
+  });
+}
+
+Deno.test("embed CLI: rows follow the input order and match embedding each image alone", async () => {
+  const c = fixtureCases().find((x) => x.name === "tiny-derm-96")!;
+  const images = fixtureCases().filter((x) => x.name.startsWith("tiny-derm-96")).map(caseImagePath)
+    .reverse();
+  await withTempDir(async (dir) => {
+    const common = ["--weights", (await caseWeightsPath(c))!, "--size", "96"];
+    const r = await embedCli([...common, "--batch", "3", "--out", `${dir}/all.npy`, ...images]);
+    assert.equal(r.code, 0, r.stderr);
+    const all = decodeNpyFloat32(await Deno.readFile(`${dir}/all.npy`));
+    assert.deepEqual(all.shape, [images.length, 1024]);
+    assert.deepEqual((await Deno.readTextFile(`${dir}/all.npy.paths.txt`)).trim().split("\n"), images);
+    for (const [i, image] of images.entries()) {
+      const one = await embedCli([...common, "--out", `${dir}/one.npy`, image]);
+      assert.equal(one.code, 0, one.stderr);
+      assert.deepEqual(
+        decodeNpyFloat32(await Deno.readFile(`${dir}/one.npy`)).data,
+        all.data.slice(i * 1024, (i + 1) * 1024),
+      );
+    }
+  });
+});
