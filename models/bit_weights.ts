@@ -105,11 +105,11 @@ export async function uploadBitWeights(
     created.push(uniformBuffer);
     let done = 0;
     let inFlight = 0;
-    for await (const { entry, bytes: raw } of source.stream(new Set(byName.keys()))) {
+    for await (const { entry, bytes: rawBytes } of source.stream(new Set(byName.keys()))) {
       const timm = byName.get(entry.name)!;
       const t = adapted.tensors.get(timm)!;
       if (t.layout === "vector") {
-        const values = decodeToFloat32(entry, raw);
+        const values = decodeToFloat32(entry, rawBytes);
         for (let i = 0; i < values.length; i++) {
           if (!Number.isFinite(values[i])) {
             throw new WeightsError(
@@ -132,6 +132,11 @@ export async function uploadBitWeights(
         buffers.set(timm, buffer);
         bytes += buffer.size;
       } else {
+        // F64 or integer kernels: decoded to float32 here, since the GPU kernel reads F32, F16 and BF16.
+        const gpuDtype = entry.dtype === "F16" || entry.dtype === "BF16" ? entry.dtype : "F32";
+        const raw = entry.dtype === gpuDtype
+          ? rawBytes
+          : new Uint8Array(decodeToFloat32(entry, rawBytes).buffer);
         const [cout, cin, kh, kw] = t.shape; // timm OIHW
         const cinPadded = timm === "stem.conv.weight" ? Math.max(INPUT_CHANNELS, cin) : cin;
         const launch = weightStandardizeLaunch({
@@ -140,7 +145,7 @@ export async function uploadBitWeights(
           kh,
           kw,
           cinPadded,
-          dtype: entry.dtype,
+          dtype: gpuDtype,
           layout: t.layout,
           eps,
         });

@@ -24,7 +24,7 @@ import { SSTABLE_MAGIC } from "../weights/sstable.ts";
 const ENCODER = new TextEncoder();
 
 /** TensorFlow DataType values of the safetensors dtypes. */
-export const TF_DTYPE_OF: Record<SafetensorsDtype, number> = { F32: 1, F16: 19, BF16: 14 };
+export const TF_DTYPE_OF: Partial<Record<SafetensorsDtype, number>> = { F32: 1, F16: 19, BF16: 14 };
 
 /** Entries per restart point in data blocks (TensorFlow's table default). */
 const RESTART_INTERVAL = 16;
@@ -248,7 +248,9 @@ export async function writeDermSavedModel(
   const names = [...source.tensors.keys()].sort();
   const variables = names.map((name, i) => {
     const e = source.tensors.get(name)!;
-    return { name, dtype: TF_DTYPE_OF[e.dtype], shape: [...e.shape], key: dermLeafKey(i) };
+    const dtype = TF_DTYPE_OF[e.dtype];
+    if (dtype === undefined) throw new TypeError(`Cannot write "${name}" to a SavedModel: dtype ${e.dtype}`);
+    return { name, dtype, shape: [...e.shape], key: dermLeafKey(i) };
   });
   await Deno.mkdir(`${dir}/variables`, { recursive: true });
   await Deno.writeFile(`${dir}/saved_model.pb`, encodeDermSavedModelPb(variables));

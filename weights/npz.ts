@@ -23,6 +23,7 @@
 import { Inflate } from "fflate";
 import { WeightsError } from "../engine/errors.ts";
 import type { SafetensorsDtype, TensorChunk, TensorEntry, TensorSource } from "./safetensors.ts";
+import { DTYPE_BYTES } from "./dtypes.ts";
 
 /** Random access to an archive's bytes (a file, a `Blob`, bytes in memory). */
 export interface ByteRangeReader {
@@ -77,7 +78,6 @@ const METHOD_DEFLATE = 8;
 
 const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
 const NPY_DTYPES: Readonly<Record<string, SafetensorsDtype>> = { "<f4": "F32", "<f2": "F16" };
-const NPY_ITEM_BYTES: Readonly<Record<SafetensorsDtype, number>> = { F32: 4, F16: 2, BF16: 2 };
 
 /** A parsed .npy header. */
 export interface NpyHeader {
@@ -206,7 +206,7 @@ export function parseNpyHeader(bytes: Uint8Array, where: string): NpyHeader {
   if (parts.length > 0 && parts[parts.length - 1] === "") parts.pop();
   if (!parts.every((p) => /^\d{1,15}$/.test(p))) throw bad("shape is not a tuple of integers");
   const shape = parts.map(Number);
-  const dataBytes = shape.reduce((a, b) => a * b, NPY_ITEM_BYTES[dtype]);
+  const dataBytes = shape.reduce((a, b) => a * b, DTYPE_BYTES[dtype]);
   if (!Number.isSafeInteger(dataBytes)) throw bad("shape too large");
   return { dtype, shape, headerBytes, dataBytes };
 }

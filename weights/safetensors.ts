@@ -16,6 +16,9 @@
  * @module
  */
 import { WeightsError } from "../engine/errors.ts";
+import { decodeToFloat32, type Dtype, DTYPE_BYTES, float16BitsToNumber, isDtype } from "./dtypes.ts";
+
+export { decodeToFloat32, DTYPE_BYTES, float16BitsToNumber };
 
 /** Bytes at the start of a file that hold the header length (u64 little-endian). */
 export const SAFETENSORS_PREFIX_BYTES = 8;
@@ -26,11 +29,8 @@ export const SAFETENSORS_PREFIX_BYTES = 8;
  */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-/** Element types the engine reads; other safetensors dtypes (F64, integers, F8) are refused. */
-export type SafetensorsDtype = "F32" | "F16" | "BF16";
-
-/** Bytes per element of each supported dtype. */
-export const DTYPE_BYTES: Readonly<Record<SafetensorsDtype, number>> = { F32: 4, F16: 2, BF16: 2 };
+/** Element types of a safetensors file: every one of {@linkcode Dtype} (`weights/dtypes.ts`). */
+export type SafetensorsDtype = Dtype;
 
 /** One tensor of a file. */
 export interface TensorEntry {
@@ -85,8 +85,6 @@ export interface TensorSource {
   /** Releases the file, stream or connection; later `stream()` calls fail. */
   close(): Promise<void> | void;
 }
-
-const SUPPORTED = new Set<string>(Object.keys(DTYPE_BYTES));
 
 function describe(value: unknown): string {
   if (value === null) return "null";
@@ -159,8 +157,12 @@ function checkEntry(
   if (typeof dtype !== "string") {
     throw tensorError(file, name, `malformed header: dtype is ${describe(dtype)}`);
   }
-  if (!SUPPORTED.has(dtype)) {
-    throw tensorError(file, name, `unsupported dtype "${dtype}": expected F32, F16 or BF16`);
+  if (!isDtype(dtype)) {
+    throw tensorError(
+      file,
+      name,
+      `unsupported dtype "${dtype}": expected one of ${Object.keys(DTYPE_BYTES).join(", ")}`,
+    );
   }
   if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
     throw tensorError(
@@ -520,55 +522,4 @@ export async function safetensorsFromUrl(url: string | URL, init?: RequestInit):
     ? Number(lengthHeader)
     : undefined;
   return await safetensorsFromStream(response.body, file, size);
-}
-
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/** Converts IEEE binary16 bits to a number (exact). */
-export function float16BitsToNumber(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exponent = (h >> 10) & 0x1f;
-  const fraction = h & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * (1024 + fraction) * 2 ** (exponent - 25);
-}
-
-/**
- * Decodes a tensor's raw little-endian bytes to float32 on the CPU: for small tensors (norms) and tests.
- *
- * @param entry The tensor (dtype and shape).
- * @param bytes Its raw bytes, `entry.end - entry.begin` long (any alignment).
- * @returns A new array of the values in row-major order.
- * @throws {TypeError} when the byte count does not match the entry.
- *
- * @example
- * ```ts
- * for await (const { entry, bytes } of source.stream(new Set(["norm.weight"]))) decodeToFloat32(entry, bytes);
- * ```
- */
-export function decodeToFloat32(entry: TensorEntry, bytes: Uint8Array): Float32Array {
-  const size = DTYPE_BYTES[entry.dtype];
-  if (size === undefined) {
-    throw new TypeError(`Cannot decode "${entry.name}": unsupported dtype "${entry.dtype}"`);
-  }
-  const count = entry.shape.reduce((a, b) => a * b, 1);
-  if (bytes.length !== count * size) {
-    throw new TypeError(`Cannot decode "${entry.name}": expected ${count * size} bytes, got ${bytes.length}`);
-  }
-  const out = new Float32Array(count);
-  if (entry.dtype === "F32" && HOST_LITTLE_ENDIAN) {
-    new Uint8Array(out.buffer).set(bytes);
-    return out;
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (entry.dtype === "F32") {
-    for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
-  } else if (entry.dtype === "BF16") {
-    const bits = new Uint32Array(out.buffer);
-    for (let i = 0; i < count; i++) bits[i] = view.getUint16(2 * i, true) << 16;
-  } else {
-    for (let i = 0; i < count; i++) out[i] = float16BitsToNumber(view.getUint16(2 * i, true));
-  }
-  return out;
 }

@@ -116,11 +116,11 @@ Deno.test("parseSafetensorsHeader() refuses hostile and malformed headers with W
   assertWeightsError(parse(rawFile({ __metadata__: [] })), "", /expected __metadata__ as a string map/);
   assertWeightsError(parse(rawFile({ t: 5 })), "t", /expected \{dtype, shape, data_offsets\}/);
   assertWeightsError(
-    parse(rawFile({ t: { ...t, dtype: "F64" } }, 8)),
+    parse(rawFile({ t: { ...t, dtype: "F8_E4M3" } }, 8)),
     "t",
-    /unsupported dtype "F64": expected F32, F16 or BF16/,
+    /unsupported dtype "F8_E4M3": expected one of F64, F32, F16, BF16, I64/,
   );
-  assertWeightsError(parse(rawFile({ t: { ...t, dtype: "I32" } }, 8)), "t", /unsupported dtype "I32"/);
+  assertWeightsError(parse(rawFile({ t: { ...t, dtype: "C64" } }, 8)), "t", /unsupported dtype "C64"/);
   assertWeightsError(
     parse(rawFile({ t: { ...t, shape: [-1] } }, 8)),
     "t",

@@ -17,7 +17,7 @@ export interface TensorToWrite {
   shape: readonly number[];
   /**
    * Raw little-endian bytes in `dtype`, or float32 values that are converted to `dtype` (round to nearest
-   * even for F16 and BF16).
+   * even for F16 and BF16; F64 is exact; integer types need raw bytes).
    */
   data: Uint8Array | Float32Array;
 }
@@ -76,7 +76,14 @@ function toBytes(tensor: TensorToWrite, count: number): Uint8Array {
   }
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
-  if (dtype === "F32") {
+  if (dtype !== "F32" && dtype !== "F16" && dtype !== "BF16" && dtype !== "F64") {
+    throw new TypeError(
+      `Cannot write "${name}": float32 values cannot be written as ${dtype}, pass raw bytes`,
+    );
+  }
+  if (dtype === "F64") {
+    for (let i = 0; i < count; i++) view.setFloat64(8 * i, data[i], true);
+  } else if (dtype === "F32") {
     for (let i = 0; i < count; i++) view.setFloat32(4 * i, data[i], true);
   } else if (dtype === "F16") {
     for (let i = 0; i < count; i++) view.setUint16(2 * i, numberToFloat16Bits(data[i]), true);

@@ -49,7 +49,11 @@ Deno.test("encodeSafetensors() refuses bad names, dtypes, shapes and data length
   const ok = { name: "x", dtype: "F32" as const, shape: [2], data: new Float32Array(2) };
   assert.throws(() => encodeSafetensors([ok, ok]), TypeError);
   assert.throws(() => encodeSafetensors([{ ...ok, name: "__metadata__" }]), TypeError);
-  assert.throws(() => encodeSafetensors([{ ...ok, dtype: "F64" as "F32" }]), /unsupported dtype "F64"/);
+  assert.throws(() => encodeSafetensors([{ ...ok, dtype: "F8" as "F32" }]), /unsupported dtype "F8"/);
+  assert.throws(
+    () => encodeSafetensors([{ ...ok, dtype: "I64" }]),
+    /float32 values cannot be written as I64/,
+  );
   assert.throws(() => encodeSafetensors([{ ...ok, shape: [-2] }]), TypeError);
   assert.throws(() => encodeSafetensors([{ ...ok, data: new Float32Array(3) }]), /expected 2 values/);
   assert.throws(() => encodeSafetensors([{ ...ok, data: new Uint8Array(7) }]), /expected 8 bytes/);
