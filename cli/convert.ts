@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import { WeightsError } from "../engine/errors.ts";
 import type { BitArchitecture } from "../models/bit_arch.ts";
-import { adaptBitWeights, presetFromMetadata } from "../weights/bit_names.ts";
+import { adaptBitWeights, presetFromMetadata } from "../models/bit_names.ts";
 import {
   decodeToFloat32,
   entriesInFileOrder,

@@ -10,8 +10,8 @@ import { convert, CONVERTER_VERSION, float32BytesToFloat16, main } from "./conve
 import { WeightsError } from "../engine/errors.ts";
 import { bitArchitecture } from "../models/bit_arch.ts";
 import { createBitEmbedder } from "../models/bit_embedder.ts";
-import { proceduralSource } from "../weights/procedural.ts";
-import { adaptBitWeights } from "../weights/bit_names.ts";
+import { bitProceduralSource } from "../models/bit_names.ts";
+import { adaptBitWeights } from "../models/bit_names.ts";
 import { decodeToFloat32, type TensorSource } from "../weights/safetensors.ts";
 import { openSafetensorsFile } from "../weights/safetensors_deno.ts";
 import { encodeSafetensors, numberToFloat16Bits, type TensorToWrite } from "../weights/safetensors_write.ts";
@@ -96,7 +96,7 @@ Deno.test("convert turns TensorFlow's MobileNet SavedModel into its 137 model te
 
 Deno.test("convert writes a Derm-shaped SavedModel with its names, architecture and derm preset", async () => {
   await withTempDir(async (dir) => {
-    const procedural = proceduralSource(TINY, "convert", { naming: "derm" });
+    const procedural = bitProceduralSource(TINY, "convert", { naming: "derm" });
     await writeDermSavedModel(`${dir}/derm`, procedural);
     const result = await convert(`${dir}/derm`, `${dir}/out.safetensors`);
     assert.deepEqual(result.metadata, {
@@ -118,7 +118,7 @@ Deno.test("convert writes a Derm-shaped SavedModel with its names, architecture 
 Deno.test("convert --dtype f16 rounds to nearest even and drops a classifier head from safetensors", async () => {
   await withTempDir(async (dir) => {
     const tensors: TensorToWrite[] = [];
-    for await (const { entry, bytes } of proceduralSource(TINY, "f16", { naming: "derm" }).stream()) {
+    for await (const { entry, bytes } of bitProceduralSource(TINY, "f16", { naming: "derm" }).stream()) {
       tensors.push({ name: entry.name, dtype: entry.dtype, shape: [...entry.shape], data: bytes.slice() });
     }
     tensors.push({ name: "params.head.kernel", dtype: "F32", shape: [128, 5], data: new Float32Array(640) });
@@ -180,7 +180,7 @@ function bigTransferKey(derm: string): string {
 
 Deno.test("convert reads a BiT .npz (big_transfer names) into Derm names with the bit preset, head dropped", async () => {
   await withTempDir(async (dir) => {
-    const procedural = proceduralSource(TINY, "npz", { naming: "derm" });
+    const procedural = bitProceduralSource(TINY, "npz", { naming: "derm" });
     const members: Record<string, Uint8Array> = {};
     for await (const { entry, bytes } of procedural.stream()) {
       const shape = entry.shape.length === 4 && entry.shape[0] === 1 && entry.shape[2] === 1
@@ -263,7 +263,7 @@ async function hostile(
   options: Parameters<typeof writeDermSavedModel>[2] = {},
 ): Promise<void> {
   await withTempDir(async (dir) => {
-    await writeDermSavedModel(`${dir}/model`, proceduralSource(TINY, "hostile", { naming: "derm" }), options);
+    await writeDermSavedModel(`${dir}/model`, bitProceduralSource(TINY, "hostile", { naming: "derm" }), options);
     const src = (await spoil(`${dir}/model`)) ?? `${dir}/model`;
     await Deno.mkdir(`${dir}/out`);
     const out = `${dir}/out/model.safetensors`;

@@ -6,15 +6,15 @@
  */
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { createBitEmbedder } from "../models/bit_embedder.ts";
-import { parseWeightsArgument } from "./weights_arg.ts";
+import { createEmbedder, PROCEDURAL_MODELS } from "../models/registry.ts";
+import { openWeightsArgument } from "./weights_arg.ts";
 import { resolveModel } from "./model_cache.ts";
 import { appendJournal, readJournal, removeJournal } from "./journal.ts";
 import { describeGpu } from "../engine/device.ts";
+import type { Embedder } from "../engine/embedder.ts";
 import { type DecodedImage, DEFAULT_MAX_PIXELS } from "../engine/image_decode.ts";
 import { NonFiniteError } from "../engine/errors.ts";
 import { reportError } from "./errors.ts";
-import type { BitPreset } from "../models/bit.ts";
 import { collectInputs, type InputImage } from "./inputs.ts";
 import {
   type EmbeddingRow,
@@ -36,7 +36,10 @@ export const ENGINE = `derm-webgpu ${denoJson.version}`;
 /** Images between checkpoints by default. */
 export const DEFAULT_CHECKPOINT_EVERY = 256;
 
-const HELP = `deno task embed: compute Derm Foundation / BiT embeddings with WebGPU
+/** The presets `--preset` takes. */
+const PRESET_NAMES = ["derm", "bit", "imagenet"];
+
+const HELP = `deno task embed: compute Derm Foundation, BiT, ResNet-50 and ViT embeddings with WebGPU
 
 Usage:
   deno task embed --weights WEIGHTS --out OUT.EXT [options] IMAGE|FOLDER|GLOB...
@@ -54,15 +57,23 @@ Output, by the extension of --out (each states the model, preset, input size and
   .safetensors  tensor "embeddings" F32 [images, D]; paths, hashes, metadata in __metadata__
 
 Options:
-  --weights WEIGHTS   safetensors file or http(s) URL (Derm Foundation in Derm naming, or timm BiT), or
-                      procedural:ARCH[:SEED] for generated test weights (ARCH: r50x1, r101x3, r152x4, or
-                      tiny-bit, tiny-derm as in the fixtures). Procedural embeddings carry no meaning.
+  --weights WEIGHTS   safetensors file or http(s) URL: Derm Foundation (Derm names) or timm BiT, a
+                      torchvision ResNet (Gröger et al.'s SimCLR / BYOL); the family comes from the tensor
+                      names. Or procedural:ARCH[:SEED] for generated test weights (ARCH: ${
+  Object.keys(PROCEDURAL_MODELS).join(", ")
+}).
+                      Procedural embeddings carry no meaning.
   --model ID          instead of --weights: a Hugging Face model id (google/derm-foundation,
                       timm/resnetv2_101x3_bit.goog_in21k), downloaded and converted once into the cache
                       (deno task fetch-model; HF_TOKEN for gated models, DERM_WEBGPU_CACHE for the cache)
-  --preset derm|bit   numeric preset (default: from the file's metadata or tensor names; derm for
-                      procedural weights). derm: x/255, -inf max-pool padding; bit: x/127.5-1, zero padding
-  --size N            model input size S; images are resized to S x S (default 448 for derm, 224 for bit)
+  --preset P          derm|bit for BiT (default: from the file's metadata or tensor names; derm for procedural
+                      weights): derm x/255, -inf max-pool padding; bit x/127.5-1, zero padding. imagenet for
+                      ResNet and ViT (their only one): Pillow's bilinear resize to R x R, centre crop S x S,
+                      ImageNet mean and std
+  --size N            model input size S (default 448 for derm, 224 for bit and imagenet)
+  --resize R          imagenet: the side Pillow resizes to before the S x S crop (default round(S * 8 / 7))
+  --kernels NAME,...  force these kernel variants wherever they apply (e.g. conv2d_direct); see
+                      deno task bench --list-kernels
   --out FILE          output file: .npy, .jsonl, .parquet or .safetensors (required)
   --list FILE         more images: one path per line, or a CSV with a "path" column (else "file",
                       "filename" or "image") whose other columns are kept as metadata; relative paths are
@@ -94,8 +105,10 @@ interface Options {
   weights: string;
   /** Hugging Face model id, resolved through the cache instead of `weights`. */
   model?: string;
-  preset?: BitPreset;
+  preset?: string;
   size?: number;
+  resize?: number;
+  kernels?: string[];
   out: string;
   batch?: number;
   workers: number;
@@ -121,6 +134,8 @@ export async function main(args: string[]): Promise<number> {
         model: { type: "string" },
         preset: { type: "string" },
         size: { type: "string" },
+        resize: { type: "string" },
+        kernels: { type: "string" },
         out: { type: "string" },
         list: { type: "string", multiple: true },
         batch: { type: "string" },
@@ -147,8 +162,8 @@ export async function main(args: string[]): Promise<number> {
   if (!values.weights === !values.model) return usage("exactly one of --weights and --model is required");
   if (!values.out) return usage("--out is required");
   if (positionals.length === 0 && !values.list?.length) return usage("no images given");
-  if (values.preset !== undefined && values.preset !== "derm" && values.preset !== "bit") {
-    return usage(`--preset must be "derm" or "bit", got "${values.preset}"`);
+  if (values.preset !== undefined && !PRESET_NAMES.includes(values.preset)) {
+    return usage(`--preset must be one of ${PRESET_NAMES.join(", ")}, got "${values.preset}"`);
   }
   if (!outputFormat(values.out)) {
     return usage(`--out must end in ${OUTPUT_FORMATS.map((f) => `.${f}`).join(", ")}, got "${values.out}"`);
@@ -167,8 +182,10 @@ export async function main(args: string[]): Promise<number> {
     options = {
       weights: values.weights ?? "",
       model: values.model,
-      preset: values.preset as BitPreset | undefined,
+      preset: values.preset,
       size: int("size", values.size, 32, 4096),
+      resize: int("resize", values.resize, 32, 16384),
+      kernels: values.kernels?.split(",").map((k) => k.trim()).filter((k) => k !== ""),
       out: values.out,
       batch: int("batch", values.batch, 1),
       workers: int("workers", values.workers, 0, 64) ?? Math.min(4, Math.max(1, cores - 1)),
@@ -228,10 +245,12 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
     }
   }
 
-  const weights = o.model ? await resolveModel(o.model) : await parseWeightsArgument(o.weights);
-  const embedder = await createBitEmbedder(weights, {
+  const weights = await openWeightsArgument(o.model ? await resolveModel(o.model) : o.weights);
+  const embedder = await createEmbedder(weights, {
     preset: o.preset,
     size: o.size,
+    resize: o.resize,
+    kernels: o.kernels,
     maxBatch: o.batch,
     locateNonFinite: o.verbose,
   });
@@ -242,13 +261,10 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
   try {
     log(describeGpu(embedder.gpu));
     log(`model: ${embedder.describe()}; loaded in ${((performance.now() - wallStart) / 1000).toFixed(1)} s`);
-    const a = embedder.weights.architecture;
     const info: OutputInfo = {
       model: o.model ?? o.weights,
-      architecture: `BiT units ${a.stages.map((s) => s.units).join("/")} widths ${
-        a.stages.map((s) => s.channels).join("/")
-      } stem ${a.stemChannels}`,
-      preset: embedder.preset,
+      architecture: embedder.facts.architecture,
+      preset: embedder.facts.preset,
       size: embedder.size,
       embeddingSize: embedder.embeddingSize,
       engine: ENGINE,
@@ -470,7 +486,7 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
  * only the bad ones fail. Returns a row or an error per image.
  */
 async function embedChunk(
-  embedder: Awaited<ReturnType<typeof createBitEmbedder>>,
+  embedder: Embedder,
   images: DecodedImage[],
 ): Promise<(Float32Array | Error)[]> {
   try {

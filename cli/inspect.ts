@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { adaptBitWeights, presetFromMetadata } from "../weights/bit_names.ts";
+import { adaptBitWeights, presetFromMetadata } from "../models/bit_names.ts";
 import { type BitArchitecture, bitParameterCount } from "../models/bit_arch.ts";
 import { openSafetensorsFile } from "../weights/safetensors_deno.ts";
 import { openNpzFile } from "../weights/npz_deno.ts";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { zipSync } from "fflate";
 import { main } from "./inspect.ts";
 import { BIT_R101X3, bitArchitecture } from "../models/bit_arch.ts";
-import { proceduralSource } from "../weights/procedural.ts";
+import { bitProceduralSource } from "../models/bit_names.ts";
 import { fixtureCases, fixtureWeightsFile } from "../tests/_fixtures.ts";
 
 /** Runs `main(args)` capturing stdout and stderr. */
@@ -30,7 +30,7 @@ async function headerOnlyR101x3(path: string): Promise<void> {
     __metadata__: { preset: "derm", source: "savedmodel", converter: "derm-webgpu convert 0.1.0" },
   };
   let offset = 0;
-  const tensors = [...proceduralSource(BIT_R101X3, "header-only", { naming: "derm" }).tensors.values()];
+  const tensors = [...bitProceduralSource(BIT_R101X3, "header-only", { naming: "derm" }).tensors.values()];
   for (const t of tensors) {
     header[t.name] = { dtype: "F32", shape: t.shape, data_offsets: [offset, offset + t.end - t.begin] };
     offset += t.end - t.begin;

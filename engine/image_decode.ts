@@ -38,6 +38,47 @@ export interface DecodedImage {
   readonly rgba: Uint8Array<ArrayBuffer>;
   /** The container that was decoded. */
   readonly format: "png" | "jpeg";
+  /**
+   * Set to S once the CPU part of a `pillow-bilinear` preprocessing (resize and centre crop to S x S) has
+   * been applied, so that the input stage does not apply it twice (`engine/input_stage.ts`).
+   */
+  readonly preprocessed?: number;
+}
+
+/** Whether this host stores a u32's low byte first (every WebGPU host seen; checked, not assumed). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * Decoded RGBA8 bytes as the u32 words the input stage uploads: one per pixel, R in the low byte (byte 3
+ * is ignored by the kernels). A view without copying when the bytes are 4-aligned on a little-endian host.
+ *
+ * @param image Width, height and RGBA8 bytes [H, W, 4] (e.g. a `DecodedImage`).
+ * @returns u32 [H, W].
+ * @throws {TypeError} When `rgba` is shorter than width * height * 4.
+ * @example
+ * ```ts
+ * const words = packPixels({ width: 1, height: 1, rgba: new Uint8Array([1, 2, 3, 255]) });
+ * // words[0] === 0xff030201
+ * ```
+ */
+export function packPixels(
+  image: { width: number; height: number; rgba: Uint8Array },
+): Uint32Array<ArrayBuffer> {
+  const n = image.width * image.height;
+  const b = image.rgba;
+  if (b.length < n * 4) {
+    throw new TypeError(
+      `Cannot pack pixels: expected ${n * 4} RGBA bytes for ${image.width}x${image.height}, got ${b.length}`,
+    );
+  }
+  if (LITTLE_ENDIAN && b.byteOffset % 4 === 0 && b.buffer instanceof ArrayBuffer) {
+    return new Uint32Array(b.buffer, b.byteOffset, n);
+  }
+  const out = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    out[i] = (b[4 * i] | (b[4 * i + 1] << 8) | (b[4 * i + 2] << 16) | (b[4 * i + 3] << 24)) >>> 0;
+  }
+  return out;
 }
 
 /** Pixels returned by a {@linkcode JpegDecoder}: 1 (grey), 3 (RGB) or 4 (RGBA/RGBX) bytes per pixel. */

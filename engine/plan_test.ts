@@ -2,13 +2,15 @@ import assert from "node:assert/strict";
 import { assignBuffers, type PlanTensorDecl } from "./plan.ts";
 import { bitGraph } from "../models/bit.ts";
 import { BIT_R101X3 } from "../models/bit_arch.ts";
-import { recordBitPlan } from "../models/bit_plan.ts";
+import { LOWERINGS } from "../kernels/registry.ts";
+import { lowerGraph, type WeightBinding } from "./lowering.ts";
 import { numel } from "./kernel.ts";
 
-// Recording a plan only checks that each weight exists: any name resolves to a stand-in buffer.
-const ANY_WEIGHTS = new Proxy(new Map<string, GPUBuffer>(), {
-  get: (target, prop) => prop === "get" ? () => ({} as GPUBuffer) : Reflect.get(target, prop),
+// Lowering only checks that each weight exists: any name resolves to a stand-in buffer.
+const ANY_WEIGHTS = new Proxy(new Map<string, WeightBinding>(), {
+  get: (target, prop) => prop === "get" ? () => ({ buffer: {} as GPUBuffer }) : Reflect.get(target, prop),
 });
+const DEVICE = { limits: { maxComputeWorkgroupsPerDimension: 65535 }, features: new Set<string>() };
 
 function decls(entries: [string, number, boolean?][]): Map<string, PlanTensorDecl> {
   return new Map(entries.map(([n, bytes, keep]) => [n, { bytes, keep }]));
@@ -30,7 +32,7 @@ Deno.test("assignBuffers() reuses a buffer once its tensor is dead", () => {
 
 Deno.test("assignBuffers() never gives two bindings of one step the same buffer", () => {
   const graph = bitGraph(BIT_R101X3, { preset: "derm", size: 448, batch: 2 });
-  const builder = recordBitPlan(graph, ANY_WEIGHTS, { maxComputeWorkgroupsPerDimension: 65535 });
+  const builder = lowerGraph(graph, LOWERINGS, ANY_WEIGHTS, DEVICE, { label: "r101x3" });
   const tensors = new Map<string, PlanTensorDecl>();
   for (const [name] of graph.tensors) tensors.set(name, { bytes: numel(graph.tensors.get(name)!) * 4 });
   for (const step of builder.steps) {
@@ -47,16 +49,4 @@ Deno.test("assignBuffers() never gives two bindings of one step the same buffer"
   const unshared = [...tensors.values()].reduce((a, d) => a + d.bytes, 0);
   assert.ok(shared < unshared / 10, `liveness saves memory: ${shared} of ${unshared} bytes`);
   assert.ok(sizes.length <= 12, `R101x3 needs few activation buffers, got ${sizes.length}`);
-});
-
-Deno.test("recordBitPlan() keeps every R101x3 dispatch within 65,535 workgroups per dimension up to batch 16", () => {
-  for (const batch of [1, 3, 16]) {
-    const graph = bitGraph(BIT_R101X3, { preset: "derm", size: 448, batch });
-    const builder = recordBitPlan(graph, ANY_WEIGHTS, { maxComputeWorkgroupsPerDimension: 65535 });
-    for (const step of builder.steps) {
-      for (const d of step.launch.workgroups) {
-        assert.ok(d >= 1 && d <= 65535, `${step.label} at batch ${batch}: ${step.launch.workgroups}`);
-      }
-    }
-  }
 });

@@ -3,14 +3,20 @@
  * validates a shape into a launch. It never allocates, submits or reads back.
  *
  * ```
- * conv2d: y[n,oy,ox,co] = sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co] (+ y if accumulate)
- * x: f32 NHWC [N,H,W,Cin] · w: f32 HWIO [KH,KW,Cin,Cout] · y: f32 NHWC [N,OH,OW,Cout]; zero padding P
- * bindings: 0 x r · 1 w r · 2 y rw · 3 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,m,units,
- *   cout_tiles,_pad0: u32}
+ * conv2d: y[n,oy,ox,co] = act(sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co]
+ *   (+ bias[co] if bias) (+ y if accumulate)), act = ReLU if relu else identity
+ * x: f32 NHWC [N,H,W,Cin] · w: f32 HWIO [KH,KW,Cin,Cout] · bias: f32 [Cout] · y: f32 NHWC [N,OH,OW,Cout];
+ *   zero padding P
+ * bindings: 0 x r · 1 w r · 2 bias r · 3 y rw · 4 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,
+ *   m,units,cout_tiles,has_bias,relu,_pad0,_pad1,_pad2: u32}
  * overrides: WG (workgroup size), CK (Cin chunk summed apart) · dispatch folded over x,y (foldWorkgroups):
  *   ceil(units / WG) when a unit is an invocation's tile, units when it is a workgroup's (conv2d_pixel_lanes)
- * numerics: f32; partial sums per (ky,kx,CK channels) added to the total
+ * numerics: f32; partial sums per (ky,kx,CK channels) added to the total; then bias, residual, ReLU in
+ *   that order (ResNet's relu(bn(conv) + identity) with the BatchNorm folded into w and bias)
  * ```
+ *
+ * The epilogue serves both families: BiT's residual add (accumulate into the residual stream) and
+ * torchvision ResNet's folded BatchNorm (bias) with ReLU, after the residual add in the block's last conv.
  *
  * Variants: `conv2d_direct` (one output per invocation, any Cin/Cout: the baseline), `conv2d_tiled` (8 pixels
  * x 8 channels per invocation, lanes along channels: the fastest on llvmpipe/lavapipe, the default) and
@@ -27,8 +33,11 @@ import {
   type KernelSpec,
   type LaunchLimits,
   packUniforms,
+  type Shape,
   type UniformField,
 } from "../engine/kernel.ts";
+import { expectInputs, flagAttr, type GraphNode, numberAttr } from "../engine/graph.ts";
+import type { OpLowering } from "../engine/lowering.ts";
 import {
   conv2dDirectWgsl,
   conv2dPixelLanesWgsl,
@@ -61,6 +70,10 @@ export interface Conv2dShape {
   readonly pad: number;
   /** When true, y = conv(x) + y: y holds the residual on entry (the fused residual add). */
   readonly accumulate: boolean;
+  /** Add `bias[co]` (a folded BatchNorm); the bias binding is read only then. */
+  readonly bias?: boolean;
+  /** Apply ReLU last (after bias and residual). */
+  readonly relu?: boolean;
 }
 
 /** Workgroup size of every conv2d variant (invocations; llvmpipe runs 8 per SIMD step). */
@@ -75,6 +88,7 @@ export const CONV2D_TILED_CHANNELS = 4 * TILED_COLUMNS4;
 const bindings = [
   { name: "x", type: "read-only-storage" },
   { name: "w", type: "read-only-storage" },
+  { name: "bias", type: "read-only-storage" },
   { name: "y", type: "storage" },
 ] as const;
 
@@ -186,10 +200,11 @@ export function conv2dLaunch(
   if (!Number.isInteger(shape.pad) || shape.pad < 0) {
     throw new TypeError(`Cannot launch ${what}: expected pad to be a non-negative integer, got ${shape.pad}`);
   }
-  if (typeof shape.accumulate !== "boolean") {
-    throw new TypeError(
-      `Cannot launch ${what}: expected accumulate to be a boolean, got ${shape.accumulate}`,
-    );
+  for (const key of ["accumulate", "bias", "relu"] as const) {
+    const v = shape[key];
+    if (typeof v !== "boolean" && !(key !== "accumulate" && v === undefined)) {
+      throw new TypeError(`Cannot launch ${what}: expected ${key} to be a boolean, got ${v}`);
+    }
   }
   if (shape.cin % t.align !== 0) {
     throw new TypeError(`Cannot launch ${what}: expected Cin % ${t.align} == 0, got ${shape.cin}`);
@@ -250,7 +265,78 @@ function conv2dUniforms(
     ["m", "u32", s.n * oh * ow],
     ["units", "u32", units],
     ["cout_tiles", "u32", coutTiles],
+    ["has_bias", "u32", s.bias ? 1 : 0],
+    ["relu", "u32", s.relu ? 1 : 0],
     ["_pad0", "u32", 0],
+    ["_pad1", "u32", 0],
+    ["_pad2", "u32", 0],
   ];
   return packUniforms(fields);
 }
+
+/** Variants in the order the planner prefers them (fastest on the adapters measured first). */
+const PREFERRED = [conv2dTiled, conv2dPixelLanes, conv2dDirect];
+
+/** Whether `spec` can run `shape` (its channel alignment). */
+export function conv2dFits(spec: KernelSpec, shape: Pick<Conv2dShape, "cin" | "cout">): boolean {
+  const t = tiling[spec.name];
+  return t !== undefined && shape.cin % t.align === 0 && shape.cout % t.align === 0;
+}
+
+/** The conv2d shape of a graph node (input NHWC, attributes). */
+function nodeShape(node: GraphNode, input: Shape): Conv2dShape {
+  const [n, h, w, cin] = input;
+  const kh = numberAttr(node, "kh", node.attrs.kernel as number | undefined);
+  return {
+    n,
+    h,
+    w,
+    cin,
+    cout: numberAttr(node, "cout"),
+    kh,
+    kw: numberAttr(node, "kw", kh),
+    stride: numberAttr(node, "stride", 1),
+    pad: numberAttr(node, "pad", 0),
+    accumulate: node.inPlace,
+    bias: node.weights.bias !== undefined,
+    relu: flagAttr(node, "relu"),
+  };
+}
+
+/**
+ * The `conv2d` op. Input x NHWC [N,H,W,Cin]; attrs `cout`, `kernel` (or `kh`, `kw`), `stride` (1), `pad` (0),
+ * `relu` (false), `flopsCin` (input channels to count in FLOPs, when some are zero padding); weights
+ * `weight` (HWIO f32, [KH,KW,Cin,Cout]) and optional `bias` (f32 [Cout]); `inPlace` adds into the output
+ * (the residual). Output NHWC [N,OH,OW,Cout].
+ */
+export const conv2dLowering: OpLowering = {
+  op: "conv2d",
+  outputShape(node, inputs) {
+    expectInputs(node, inputs, 1, 4);
+    const s = nodeShape(node, inputs[0]);
+    const oh = conv2dOutputSize(s.h, s.kh, s.stride, s.pad);
+    const ow = conv2dOutputSize(s.w, s.kw, s.stride, s.pad);
+    if (oh < 1 || ow < 1) {
+      throw new TypeError(
+        `Cannot build "${node.name}": a ${s.kh}x${s.kw} kernel does not fit [${inputs[0]}]`,
+      );
+    }
+    return [s.n, oh, ow, s.cout];
+  },
+  flops(node, shape) {
+    const [n, oh, ow, cout] = shape(node.output);
+    const s = nodeShape(node, shape(node.inputs[0]));
+    const cin = numberAttr(node, "flopsCin", s.cin);
+    return 2 * n * oh * ow * cout * s.kh * s.kw * cin;
+  },
+  lower(ctx) {
+    const node = ctx.node;
+    const shape = nodeShape(node, ctx.shape(node.inputs[0]));
+    const spec = ctx.choose(PREFERRED, (c) => conv2dFits(c, shape));
+    const launch = conv2dLaunch(spec, shape, ctx.device.limits);
+    const weight = ctx.weight("weight");
+    // Without a bias the binding is unread: the weights stand in (read-only aliasing is allowed).
+    const bias = shape.bias ? ctx.weight("bias") : weight;
+    ctx.step(spec, launch, [node.inputs[0], weight, bias, node.output]);
+  },
+};

@@ -11,16 +11,19 @@ struct Uniforms {
   n: u32, h: u32, w: u32, cin: u32,
   cout: u32, kh: u32, kw: u32, stride: u32,
   pad: u32, oh: u32, ow: u32, accumulate: u32,
-  m: u32, units: u32, cout_tiles: u32, _pad0: u32,
+  m: u32, units: u32, cout_tiles: u32, has_bias: u32,
+  relu: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 `;
 
 /** One output per invocation: the baseline every faster variant is checked against. */
 export const conv2dDirectWgsl = /* wgsl */ `
-// conv2d_direct: y[n,oy,ox,co] = sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co] (+ y if accumulate)
-// x: f32 NHWC [N,H,W,Cin] · w: f32 HWIO [KH,KW,Cin,Cout] · y: f32 NHWC [N,OH,OW,Cout]; zero padding P
-// bindings: 0 x r · 1 w r · 2 y rw · 3 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,m,units,
-//   cout_tiles,_pad0: u32}
+// conv2d_direct: y[n,oy,ox,co] = act(sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co]
+//   (+ bias[co] if has_bias) (+ y if accumulate)), act = ReLU if relu else identity
+// x: f32 NHWC [N,H,W,Cin] · w: f32 HWIO [KH,KW,Cin,Cout] · bias: f32 [Cout] · y: f32 NHWC [N,OH,OW,Cout];
+//   zero padding P
+// bindings: 0 x r · 1 w r · 2 bias r · 3 y rw · 4 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,
+//   m,units,cout_tiles,has_bias,relu,_pad0,_pad1,_pad2: u32}
 // overrides: WG (workgroup size), CK (Cin chunk summed apart) · dispatch: ceil(N*OH*OW*Cout / WG) workgroups
 //   folded over x,y; linear id = wid.y * nwg.x + wid.x; one output per invocation, tail guarded
 // numerics: f32; each (ky,kx,chunk of CK input channels) is summed into a partial that is then added to the
@@ -31,8 +34,9 @@ override CK: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> u: Uniforms;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> u: Uniforms;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -67,7 +71,9 @@ fn main(
       }
     }
   }
+  if (u.has_bias != 0u) { total += bias[co]; }
   if (u.accumulate != 0u) { total += y[idx]; }
+  if (u.relu != 0u) { total = max(total, 0.0); }
   y[idx] = total;
 }
 `;
@@ -105,10 +111,12 @@ function registerTileWgsl(name: string, tm: number, tn4: number, lanes: "channel
   const units = lanes === "channels"
     ? "ceil(M / TM) * cout_tiles invocations, ceil(units / WG) workgroups"
     : "ceil(M / (WG * TM)) * cout_tiles workgroups";
-  p(`// ${name}: y[n,oy,ox,co] = sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co] (+ y if accumulate)
-// x: f32 NHWC [N,H,W,Cin], Cin % 4 == 0 · w: f32 HWIO [KH,KW,Cin,Cout], Cout % 4 == 0 · y: f32 NHWC [N,OH,OW,Cout]
-// bindings: 0 x r · 1 w r · 2 y rw · 3 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,m,units,
-//   cout_tiles,_pad0: u32}
+  p(`// ${name}: y[n,oy,ox,co] = act(sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co]
+//   (+ bias[co] if has_bias) (+ y if accumulate)), act = ReLU if relu else identity
+// x: f32 NHWC [N,H,W,Cin], Cin % 4 == 0 · w: f32 HWIO [KH,KW,Cin,Cout], Cout % 4 == 0 · bias: f32 [Cout] ·
+//   y: f32 NHWC [N,OH,OW,Cout]
+// bindings: 0 x r · 1 w r · 2 bias r · 3 y rw · 4 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,
+//   m,units,cout_tiles,has_bias,relu,_pad0,_pad1,_pad2: u32}
 // overrides: WG (workgroup size), CK (Cin chunk summed apart) · register tile: TM = ${tm} pixels (flattened
 //   n,oy,ox) x ${
     4 * tn4
@@ -124,8 +132,9 @@ override CK: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> x: array<vec4f>;
 @group(0) @binding(1) var<storage, read> w: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4f>;
-@group(0) @binding(3) var<uniform> u: Uniforms;
+@group(0) @binding(2) var<storage, read> bias: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4f>;
+@group(0) @binding(4) var<uniform> u: Uniforms;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -192,7 +201,9 @@ fn main(
       p(`    if (co4 + ${t}u < cout4) {
       let yo = m${j} * cout4 + co4 + ${t}u;
       var r = tot${j}_${t};
+      if (u.has_bias != 0u) { r += bias[co4 + ${t}u]; }
       if (u.accumulate != 0u) { r += y[yo]; }
+      if (u.relu != 0u) { r = max(r, vec4f(0.0)); }
       y[yo] = r;
     }`);
     }

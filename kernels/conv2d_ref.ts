@@ -7,12 +7,14 @@
 import type { Conv2dShape } from "./conv2d.ts";
 
 /**
- * y = conv2d(x, w) (+ residual), zero padding `pad` on all four sides, plain loops in float64.
+ * y = act(conv2d(x, w) (+ bias) (+ residual)), zero padding `pad` on all four sides, plain loops in float64;
+ * act = ReLU when `shape.relu`.
  *
  * @param x Input, NHWC [N, H, W, Cin].
  * @param w Weights, HWIO [KH, KW, Cin, Cout].
- * @param shape The convolution; `accumulate` is not read here: pass `residual` to add one.
+ * @param shape The convolution; `accumulate` and `bias` are not read here: pass `residual` / `bias`.
  * @param residual Optional NHWC [N, OH, OW, Cout] added to the result (what `accumulate` does on the GPU).
+ * @param bias Optional [Cout] added to every output pixel before the residual.
  * @returns y, NHWC [N, OH, OW, Cout] with OH = floor((H + 2*pad - KH) / stride) + 1 (same for OW).
  * @example
  * ```ts
@@ -25,6 +27,7 @@ export function conv2dRef(
   w: Float64Array,
   shape: Conv2dShape,
   residual?: Float64Array,
+  bias?: Float64Array,
 ): Float64Array {
   const { n, h, w: wd, cin, cout, kh, kw, stride, pad } = shape;
   const oh = Math.floor((h + 2 * pad - kh) / stride) + 1;
@@ -67,7 +70,10 @@ export function conv2dRef(
           }
         }
         const yBase = ((b * oh + oy) * ow + ox) * cout; // y[b, oy, ox, :]
-        for (let co = 0; co < cout; co++) y[yBase + co] += acc[co];
+        for (let co = 0; co < cout; co++) {
+          const v = acc[co] + (bias ? bias[co] : 0) + y[yBase + co];
+          y[yBase + co] = shape.relu ? Math.max(v, 0) : v;
+        }
       }
     }
   }

@@ -203,13 +203,14 @@ Deno.test("conv2dLaunch() packs the uniform struct field by field as u32", () =>
     stride: 2,
     pad: 1,
     accumulate: true,
+    relu: true,
   };
   const { uniforms } = conv2dLaunch(conv2dTiled, shape);
-  assert.equal(uniforms.byteLength, 64);
+  assert.equal(uniforms.byteLength, 80);
   const v = new DataView(uniforms.buffer);
-  const got = Array.from({ length: 16 }, (_, i) => v.getUint32(i * 4, true));
+  const got = Array.from({ length: 20 }, (_, i) => v.getUint32(i * 4, true));
   const m = 3 * 7 * 6;
-  // n h w cin cout kh kw stride pad oh ow accumulate m units cout_tiles _pad0
+  // n h w cin cout kh kw stride pad oh ow accumulate m units cout_tiles has_bias relu _pad0 _pad1 _pad2
   const tiles = Math.ceil(20 / CONV2D_TILED_CHANNELS);
   assert.deepEqual(got, [
     3,
@@ -228,7 +229,15 @@ Deno.test("conv2dLaunch() packs the uniform struct field by field as u32", () =>
     Math.ceil(m / CONV2D_TILED_PIXELS) * tiles,
     tiles,
     0,
+    1,
+    0,
+    0,
+    0,
   ]);
+  assert.equal(
+    new DataView(conv2dLaunch(conv2dTiled, { ...shape, bias: true }).uniforms.buffer).getUint32(15 * 4, true),
+    1,
+  );
   const direct = conv2dLaunch(conv2dDirect, { ...shape, accumulate: false }).uniforms;
   const d = new DataView(direct.buffer);
   assert.equal(d.getUint32(11 * 4, true), 0);
@@ -287,6 +296,56 @@ const cases: Case[] = [
     label: "1x1 stride 1 with Cin 4 and Cout 4 (smaller than a tile)",
     shape: { n: 1, h: 3, w: 5, cin: 4, cout: 4, kh: 1, kw: 1, stride: 1, pad: 0, accumulate: true },
   },
+  {
+    label: "7x7 stride 2 with bias and ReLU (a ResNet stem, BatchNorm folded)",
+    shape: {
+      n: 3,
+      h: 13,
+      w: 11,
+      cin: 4,
+      cout: 20,
+      kh: 7,
+      kw: 7,
+      stride: 2,
+      pad: 3,
+      accumulate: false,
+      bias: true,
+      relu: true,
+    },
+  },
+  {
+    label: "1x1 with bias, accumulate and ReLU after the add (a ResNet block's conv3)",
+    shape: {
+      n: 1,
+      h: 7,
+      w: 9,
+      cin: 12,
+      cout: 28,
+      kh: 1,
+      kw: 1,
+      stride: 1,
+      pad: 0,
+      accumulate: true,
+      bias: true,
+      relu: true,
+    },
+  },
+  {
+    label: "3x3 stride 2 with bias only",
+    shape: {
+      n: 1,
+      h: 9,
+      w: 7,
+      cin: 8,
+      cout: 12,
+      kh: 3,
+      kw: 3,
+      stride: 2,
+      pad: 1,
+      accumulate: false,
+      bias: true,
+    },
+  },
 ];
 
 async function runConv(
@@ -296,11 +355,14 @@ async function runConv(
   x: Float64Array,
   w: Float64Array,
   residual?: Float64Array,
+  bias?: Float64Array,
 ): Promise<Float32Array> {
   const launch = conv2dLaunch(spec, shape, device.limits);
   const [n, oh, ow, cout] = launch.outShape;
   const y = residual ? new Float32Array(residual) : { bytes: n * oh * ow * cout * 4 };
-  const [out] = await runKernelOnce(device, spec, launch, [new Float32Array(x), new Float32Array(w), y]);
+  // Without a bias the binding is still there, unread: a small buffer of garbage proves it is not read.
+  const b = bias ? new Float32Array(bias) : new Float32Array(4).fill(1e9);
+  const [out] = await runKernelOnce(device, spec, launch, [new Float32Array(x), new Float32Array(w), b, y]);
   return new Float32Array(out);
 }
 
@@ -319,8 +381,9 @@ for (const spec of conv2dVariants) {
       const w = f32Data(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i);
       const [n, oh, ow, cout] = conv2dLaunch(spec, shape).outShape;
       const residual = shape.accumulate ? f32Data(n * oh * ow * cout, 300 + i) : undefined;
-      const want = conv2dRef(x, w, shape, residual);
-      const got = await runConv(device, spec, shape, x, w, residual);
+      const bias = shape.bias ? f32Data(cout, 400 + i) : undefined;
+      const want = conv2dRef(x, w, shape, residual, bias);
+      const got = await runConv(device, spec, shape, x, w, residual, bias);
       assertClose(got, want, {
         abs: 1e-5,
         rel: 1e-5,

@@ -17,8 +17,11 @@ import {
   type KernelLaunch,
   type KernelSpec,
   type LaunchLimits,
+  numel,
   packUniforms,
 } from "../engine/kernel.ts";
+import { expectInputs } from "../engine/graph.ts";
+import type { OpLowering } from "../engine/lowering.ts";
 import { GLOBAL_MEAN_POOL_WGSL } from "./global_mean_pool.wgsl.ts";
 
 /** Channels per workgroup: the WGSL override `CH` (consecutive channels, for coalesced reads). */
@@ -88,3 +91,20 @@ export function globalMeanPoolLaunch(
     uniforms: packUniforms([["n", "u32", shape.n], ["hw", "u32", shape.hw], ["c", "u32", shape.c]]),
   };
 }
+
+/** The `global_mean_pool` op: x NHWC [N,H,W,C] → the mean over H and W, [N,C]. */
+export const globalMeanPoolLowering: OpLowering = {
+  op: "global_mean_pool",
+  outputShape(node, inputs) {
+    expectInputs(node, inputs, 1, 4);
+    return [inputs[0][0], inputs[0][3]];
+  },
+  flops(node, shape) {
+    return numel(shape(node.inputs[0]));
+  },
+  lower(ctx) {
+    const [n, h, w, c] = ctx.shape(ctx.node.inputs[0]);
+    const launch = globalMeanPoolLaunch({ n, hw: h * w, c }, ctx.device.limits);
+    ctx.step(globalMeanPoolSpec, launch, [ctx.node.inputs[0], ctx.node.output]);
+  },
+};

@@ -19,8 +19,12 @@ import {
   type KernelLaunch,
   type KernelSpec,
   type LaunchLimits,
+  numel,
   packUniforms,
 } from "../engine/kernel.ts";
+import { expectInputs, flagAttr, numberAttr } from "../engine/graph.ts";
+import type { OpLowering } from "../engine/lowering.ts";
+import { groupNormStatsSteps } from "./group_norm_stats.ts";
 import { GROUP_NORM_APPLY_SCALAR_WGSL, GROUP_NORM_APPLY_VEC4_WGSL } from "./group_norm_apply.wgsl.ts";
 
 /** Threads per workgroup of both variants: the WGSL override `WG`. */
@@ -142,3 +146,46 @@ export function groupNormApplyLaunch(
     ]),
   };
 }
+
+/**
+ * The `group_norm` op (statistics then apply): x NHWC [N,H,W,C] → y of the same shape; attrs `groups`,
+ * `eps`, `relu` (false); weights `gamma`, `beta` (f32 [C]). Lowers to the two statistics steps of
+ * `group_norm_stats.ts` (with a node-private partials scratch and the [N,G,2] stats) and one apply step.
+ */
+export const groupNormLowering: OpLowering = {
+  op: "group_norm",
+  outputShape(node, inputs) {
+    expectInputs(node, inputs, 1, 4);
+    const c = inputs[0][3];
+    const groups = numberAttr(node, "groups");
+    if (c % groups !== 0) {
+      throw new TypeError(`Cannot build "${node.name}": C ${c} is not a multiple of ${groups} groups`);
+    }
+    return inputs[0];
+  },
+  flops(node, shape) {
+    // Statistics (two reads) and the affine apply: about 8 operations per element.
+    return 8 * numel(shape(node.inputs[0]));
+  },
+  lower(ctx) {
+    const node = ctx.node;
+    const [n, h, w, c] = ctx.shape(node.inputs[0]);
+    const groups = numberAttr(node, "groups");
+    const stats = groupNormStatsSteps(
+      { n, hw: h * w, c, groups, eps: numberAttr(node, "eps") },
+      ctx.device.limits,
+    );
+    const names: Record<string, string> = {
+      x: node.inputs[0],
+      partials: ctx.scratch("partials", stats.partialsBytes),
+      stats: ctx.scratch("stats", stats.statsBytes),
+    };
+    for (const s of stats.steps) ctx.step(s.spec, s.launch, s.buffers.map((b) => names[b]));
+    const shape = { n, hw: h * w, c, groups, relu: flagAttr(node, "relu") };
+    ctx.step(
+      GROUP_NORM_APPLY_SPECS[groupNormApplyVariant(shape)],
+      groupNormApplyLaunch(shape, ctx.device.limits),
+      [node.inputs[0], names.stats, ctx.weight("gamma"), ctx.weight("beta"), node.output],
+    );
+  },
+};

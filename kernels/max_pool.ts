@@ -18,8 +18,12 @@ import {
   type KernelLaunch,
   type KernelSpec,
   type LaunchLimits,
+  numel,
   packUniforms,
+  type Shape,
 } from "../engine/kernel.ts";
+import { expectInputs, type GraphNode, numberAttr, stringAttr } from "../engine/graph.ts";
+import type { OpLowering } from "../engine/lowering.ts";
 import { MAX_POOL_WGSL } from "./max_pool.wgsl.ts";
 
 /** Threads per workgroup: the WGSL override `WG`. */
@@ -127,5 +131,45 @@ export function maxPoolLaunch(
       ["ow", "u32", ow],
       ["padZero", "u32", shape.padValue === "zero" ? 1 : 0],
     ]),
+  };
+}
+
+/**
+ * The `max_pool` op: x NHWC [N,H,W,C] → [N,OH,OW,C]; attrs `kernel`, `stride`, `pad`, `padValue`
+ * (`-inf` or `zero`).
+ */
+export const maxPoolLowering: OpLowering = {
+  op: "max_pool",
+  outputShape(node, inputs) {
+    expectInputs(node, inputs, 1, 4);
+    const [n, h, w, c] = inputs[0];
+    const [oh, ow] = maxPoolOutput(nodeShape(node, [n, h, w, c]));
+    return [n, oh, ow, c];
+  },
+  flops(node, shape) {
+    const k = numberAttr(node, "kernel");
+    return numel(shape(node.output)) * k * k;
+  },
+  lower(ctx) {
+    const node = ctx.node;
+    const launch = maxPoolLaunch(nodeShape(node, ctx.shape(node.inputs[0])), ctx.device.limits);
+    ctx.step(maxPoolSpec, launch, [node.inputs[0], node.output]);
+  },
+};
+
+function nodeShape(node: GraphNode, [n, h, w, c]: Shape): MaxPoolShape {
+  const padValue = stringAttr(node, "padValue");
+  if (padValue !== "-inf" && padValue !== "zero") {
+    throw new TypeError(`Cannot build "${node.name}": padValue must be "-inf" or "zero", got "${padValue}"`);
+  }
+  return {
+    n,
+    h,
+    w,
+    c,
+    k: numberAttr(node, "kernel"),
+    stride: numberAttr(node, "stride"),
+    pad: numberAttr(node, "pad", 0),
+    padValue,
   };
 }

@@ -16,8 +16,10 @@ import {
   type KernelLaunch,
   type KernelSpec,
   type LaunchLimits,
+  numel,
   packUniforms,
 } from "../engine/kernel.ts";
+import { NONFINITE_CHECK_OP, type OpLowering } from "../engine/lowering.ts";
 import { NONFINITE_CHECK_WGSL } from "./nonfinite_check.wgsl.ts";
 
 /** Threads per workgroup: the WGSL override `WG`. */
@@ -82,3 +84,24 @@ export function nonfiniteCheckLaunch(
     uniforms: packUniforms([["n", "u32", shape.n], ["perImage", "u32", shape.perImage]]),
   };
 }
+
+/**
+ * The `nonfinite_check` op the engine's non-finite pass inserts after a node: reads the node's output
+ * (any shape, images outermost) and sets flag n (u32, weight role `flags`) when image n holds NaN or
+ * infinity. It writes no activation (`inPlace` on the tensor it checks).
+ */
+export const nonfiniteCheckLowering: OpLowering = {
+  op: NONFINITE_CHECK_OP,
+  outputShape(_node, inputs) {
+    return inputs[0];
+  },
+  flops(node, shape) {
+    return numel(shape(node.inputs[0]));
+  },
+  lower(ctx) {
+    const shape = ctx.shape(ctx.node.inputs[0]);
+    const n = shape[0];
+    const launch = nonfiniteCheckLaunch({ n, perImage: numel(shape) / n }, ctx.device.limits);
+    ctx.step(nonfiniteCheckSpec, launch, [ctx.node.inputs[0], ctx.weight("flags")]);
+  },
+};

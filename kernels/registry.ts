@@ -1,18 +1,21 @@
 /**
- * Every kernel variant by name, so that tests, benchmarks and options can pick variants without
- * importing each wrapper. The model planner uses the same specs.
+ * Every kernel variant by name, and the tables the engine runs on: {@linkcode LOWERINGS} (each op's entry,
+ * exported beside its kernel) and {@linkcode RUNTIME_KERNELS} (the lowering table plus the input stage's
+ * resize and the NaN/infinity check). Tests, benchmarks and options pick variants by name here.
  *
  * This module is browser compatible.
  * @module
  */
 import type { KernelSpec } from "../engine/kernel.ts";
-import { conv2dVariants } from "./conv2d.ts";
-import { globalMeanPoolSpec } from "./global_mean_pool.ts";
-import { GROUP_NORM_APPLY_SPECS } from "./group_norm_apply.ts";
+import { loweringTable, type LoweringTable } from "../engine/lowering.ts";
+import type { RuntimeKernels } from "../engine/embedder.ts";
+import { conv2dLowering, conv2dVariants } from "./conv2d.ts";
+import { globalMeanPoolLowering, globalMeanPoolSpec } from "./global_mean_pool.ts";
+import { GROUP_NORM_APPLY_SPECS, groupNormLowering } from "./group_norm_apply.ts";
 import { groupNormPartialsSpec, groupNormStatsSpec } from "./group_norm_stats.ts";
-import { maxPoolSpec } from "./max_pool.ts";
-import { nonfiniteCheckSpec } from "./nonfinite_check.ts";
-import { resizeBilinear } from "./resize_bilinear.ts";
+import { maxPoolLowering, maxPoolSpec } from "./max_pool.ts";
+import { nonfiniteCheckLaunch, nonfiniteCheckLowering, nonfiniteCheckSpec } from "./nonfinite_check.ts";
+import { resizeBilinear, resizeBilinearLaunch } from "./resize_bilinear.ts";
 import { weightStandardizeSpec } from "./weight_standardize.ts";
 
 /** All kernel variants, by `spec.name`. */
@@ -45,3 +48,19 @@ export function kernelSpec(name: string): KernelSpec {
   }
   return spec;
 }
+
+/** The op entries, by op name: what graphs are lowered with. */
+export const LOWERINGS: LoweringTable = loweringTable([
+  conv2dLowering,
+  groupNormLowering,
+  maxPoolLowering,
+  globalMeanPoolLowering,
+  nonfiniteCheckLowering,
+]);
+
+/** What the embedder runtime needs from the kernels. */
+export const RUNTIME_KERNELS: RuntimeKernels = {
+  lowerings: LOWERINGS,
+  resize: { spec: resizeBilinear, launch: resizeBilinearLaunch },
+  nonfinite: { spec: nonfiniteCheckSpec, launch: nonfiniteCheckLaunch },
+};

@@ -7,18 +7,22 @@
 
 /** Decoded RGBA8 pixels -> scaled, resized model input slot n of an NHWC [N,S,S,4] batch. */
 export const resizeBilinearWgsl = /* wgsl */ `
-// resize_bilinear: x[n,oy,ox,c] = bilinear(p * scale + offset) at (in_y, in_x) for c < 3; x[n,oy,ox,3] = 0
+// resize_bilinear: x[n,oy,ox,c] = bilinear(p * scale[c] + offset[c]) at (in_y, in_x) for c < 3; x[n,oy,ox,3] = 0
 //   in_y = (oy + 0.5) * ratio_y - 0.5 (half-pixel centres), taps floor/ceil clamped to [0, H-1],
 //   lerp = in - floor(in) from the unclamped coordinate (TF ResizeBilinear, half_pixel_centers=True)
 // pixels: u32 [H,W] RGBA8 (R in the low byte, byte 3 ignored) · x: f32 NHWC [N,S,S,4] (channel 3 = 0)
-// bindings: 0 pixels r · 1 x rw · 2 uniforms {src_w,src_h,size,n: u32; scale,offset,ratio_y,ratio_x: f32}
+// bindings: 0 pixels r · 1 x rw · 2 uniforms {src_w,src_h,size,n: u32; ratio_y,ratio_x,scale_r,scale_g,
+//   scale_b,offset_r,offset_g,offset_b: f32}
 // overrides: WG (workgroup size) · dispatch: ceil(S*S / WG) workgroups folded over x,y; linear id =
 //   wid.y * nwg.x + wid.x; one output pixel (vec4) per invocation, tail guarded
 // numerics: f32 in TF's order: each tap scaled first (p * scale + offset), then top = tl + (tr - tl) * lx,
-//   bottom = bl + (br - bl) * lx, out = top + (bottom - top) * ly; ratio = f32(H) / f32(S) from the host
+//   bottom = bl + (br - bl) * lx, out = top + (bottom - top) * ly; ratio = f32(H) / f32(S) from the host.
+//   With H = W = S (pixels already resized, e.g. Pillow's resample on the CPU) every lerp is 0 and the
+//   output is exactly p * scale + offset.
 struct Uniforms {
   src_w: u32, src_h: u32, size: u32, n: u32,
-  scale: f32, offset: f32, ratio_y: f32, ratio_x: f32,
+  ratio_y: f32, ratio_x: f32, scale_r: f32, scale_g: f32,
+  scale_b: f32, offset_r: f32, offset_g: f32, offset_b: f32,
 }
 
 override WG: u32 = 64u;
@@ -41,7 +45,7 @@ fn taps(o: u32, ratio: f32, len: u32) -> Taps {
 fn texel(y: u32, xx: u32) -> vec3<f32> {
   let p = pixels[y * u.src_w + xx];
   let rgb = vec3<f32>(f32(p & 0xffu), f32((p >> 8u) & 0xffu), f32((p >> 16u) & 0xffu));
-  return rgb * u.scale + u.offset;
+  return rgb * vec3<f32>(u.scale_r, u.scale_g, u.scale_b) + vec3<f32>(u.offset_r, u.offset_g, u.offset_b);
 }
 
 @compute @workgroup_size(WG)

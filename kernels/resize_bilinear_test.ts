@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { decodeImage } from "../engine/image_decode.ts";
 import { runKernelOnce } from "./_harness.ts";
 import {
+  type ChannelScaling,
   packPixels,
-  type PreprocessPreset,
-  PRESET_SCALING,
   resizeBilinear,
   resizeBilinearLaunch,
   type ResizeBilinearShape,
@@ -22,15 +21,25 @@ function randomPixels(w: number, h: number, seed: number): Uint32Array<ArrayBuff
   return packPixels({ width: w, height: h, rgba: bytes });
 }
 
+/** The two BiT scalings (Derm Foundation's x * float32(1/255), timm's x / 127.5 - 1) and an ImageNet-like one. */
+const SCALINGS: Record<string, { scale: ChannelScaling; offset: ChannelScaling }> = {
+  derm: { scale: [Math.fround(1 / 255), Math.fround(1 / 255), Math.fround(1 / 255)], offset: [0, 0, 0] },
+  bit: { scale: [1 / 127.5, 1 / 127.5, 1 / 127.5], offset: [-1, -1, -1] },
+  imagenet: {
+    scale: [1 / (255 * 0.229), 1 / (255 * 0.224), 1 / (255 * 0.225)],
+    offset: [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225],
+  },
+};
+
 function shape(p: Partial<ResizeBilinearShape>): ResizeBilinearShape {
-  return { srcWidth: 7, srcHeight: 5, size: 9, n: 0, batch: 1, preset: "derm", ...p };
+  return { srcWidth: 7, srcHeight: 5, size: 9, n: 0, batch: 1, ...SCALINGS.derm, ...p };
 }
 
 // ---------- pure tests: reference, uniforms, launch, packing ----------
 
 Deno.test("resizeBilinearRef() returns the pixels when S equals H and W", () => {
   const px = new Uint32Array([0x00332211, 0xff665544, 0x10998877, 0x00ccbbaa]);
-  const y = resizeBilinearRef(px, { srcWidth: 2, srcHeight: 2, size: 2, preset: "bit" });
+  const y = resizeBilinearRef(px, { srcWidth: 2, srcHeight: 2, size: 2, ...SCALINGS.bit });
   const want = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc];
   assert.deepEqual([...y].filter((_, i) => i % 4 !== 3), want.map((p) => p / 127.5 - 1));
   assert.deepEqual([...y].filter((_, i) => i % 4 === 3), [0, 0, 0, 0]);
@@ -39,29 +48,40 @@ Deno.test("resizeBilinearRef() returns the pixels when S equals H and W", () => 
 Deno.test("resizeBilinearRef() averages the four pixels when 2x2 goes to 1x1, and clamps at the edges", () => {
   // 2x2 -> 1x1: in = 0.5 * 2 - 0.5 = 0.5 along both axes, weights 1/2.
   const px = new Uint32Array([10, 20, 30, 60]);
-  assert.equal(resizeBilinearRef(px, { srcWidth: 2, srcHeight: 2, size: 1, preset: "derm" })[0], 30 / 255);
+  assert.equal(
+    resizeBilinearRef(px, { srcWidth: 2, srcHeight: 2, size: 1, ...SCALINGS.derm })[0],
+    30 * SCALINGS.derm.scale[0],
+  );
   // 1x2 -> 4x4 along y: in_y = (oy + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 -> 10, 12.5, 17.5, 20
   const col = resizeBilinearRef(new Uint32Array([10, 20]), {
     srcWidth: 1,
     srcHeight: 2,
     size: 4,
-    preset: "derm",
+    scale: [1, 1, 1],
+    offset: [0, 0, 0],
   });
-  assert.deepEqual([0, 1, 2, 3].map((oy) => col[oy * 16] * 255), [10, 12.5, 17.5, 20]);
+  assert.deepEqual([0, 1, 2, 3].map((oy) => col[oy * 16]), [10, 12.5, 17.5, 20]);
 });
 
-Deno.test("resizeBilinearUniforms() packs {src_w,src_h,size,n: u32; scale,offset,ratio_y,ratio_x: f32}", () => {
+Deno.test("resizeBilinearUniforms() packs {src_w,src_h,size,n: u32; ratio_y,ratio_x, scale rgb, offset rgb: f32}", () => {
   const bytes = resizeBilinearUniforms(
-    shape({ srcWidth: 250, srcHeight: 200, size: 96, n: 2, batch: 3, preset: "bit" }),
+    shape({
+      srcWidth: 250,
+      srcHeight: 200,
+      size: 96,
+      n: 2,
+      batch: 3,
+      scale: [1, 2, 3],
+      offset: [-1, -2, -0.5],
+    }),
   );
-  assert.equal(bytes.byteLength, 32);
+  assert.equal(bytes.byteLength, 48);
   const v = new DataView(bytes.buffer);
   assert.deepEqual([0, 4, 8, 12].map((o) => v.getUint32(o, true)), [250, 200, 96, 2]);
   assert.deepEqual(
-    [16, 20, 24, 28].map((o) => v.getFloat32(o, true)),
-    [Math.fround(1 / 127.5), -1, Math.fround(200 / 96), Math.fround(250 / 96)],
+    [16, 20, 24, 28, 32, 36, 40, 44].map((o) => v.getFloat32(o, true)),
+    [Math.fround(200 / 96), Math.fround(250 / 96), 1, 2, 3, -1, -2, -0.5],
   );
-  assert.equal(PRESET_SCALING.derm.scale, 0.003921568859368563);
 });
 
 Deno.test("resizeBilinearLaunch() returns the dispatch and refuses bad shapes", () => {
@@ -73,7 +93,8 @@ Deno.test("resizeBilinearLaunch() returns the dispatch and refuses bad shapes", 
   assert.throws(() => resizeBilinearLaunch(shape({ n: 1, batch: 1 })), RangeError);
   assert.throws(() => resizeBilinearLaunch(shape({ srcWidth: 0 })), RangeError);
   assert.throws(() => resizeBilinearLaunch(shape({ size: 2.5 })), RangeError);
-  assert.throws(() => resizeBilinearLaunch(shape({ preset: "imagenet" as PreprocessPreset })), TypeError);
+  assert.throws(() => resizeBilinearLaunch(shape({ scale: [1, 2] as unknown as ChannelScaling })), TypeError);
+  assert.throws(() => resizeBilinearLaunch(shape({ offset: [0, NaN, 0] })), TypeError);
   assert.throws(
     () => resizeBilinearLaunch(shape({ size: 448 }), { maxComputeWorkgroupsPerDimension: 10 }),
     RangeError,
@@ -100,7 +121,7 @@ const CASES: [w: number, h: number, s: number][] = [
   [3, 40, 17], // tall: upscale along x, downscale along y
 ];
 
-for (const preset of ["derm", "bit"] as const) {
+for (const preset of ["derm", "bit", "imagenet"] as const) {
   gpuTest(
     `resizeBilinear() matches reference on awkward sizes into batch slots (${preset})`,
     async ({ device }) => {
@@ -109,7 +130,7 @@ for (const preset of ["derm", "bit"] as const) {
         const n = i % batch;
         const px = randomPixels(w, h, 100 + i);
         const launch = resizeBilinearLaunch(
-          { srcWidth: w, srcHeight: h, size: s, n, batch, preset },
+          { srcWidth: w, srcHeight: h, size: s, n, batch, ...SCALINGS[preset] },
           device.limits,
         );
         const [out] = await runKernelOnce(device, resizeBilinear, launch, [px, {
@@ -117,11 +138,15 @@ for (const preset of ["derm", "bit"] as const) {
         }]);
         const got = new Float32Array(out);
         const want = new Float64Array(batch * s * s * 4);
-        want.set(resizeBilinearRef(px, { srcWidth: w, srcHeight: h, size: s, preset }), n * s * s * 4);
+        want.set(
+          resizeBilinearRef(px, { srcWidth: w, srcHeight: h, size: s, ...SCALINGS[preset] }),
+          n * s * s * 4,
+        );
         // Like TF, the kernel computes the source coordinate in float32: it is off by up to ~2 ulp(max(H,W)),
         // which moves the result by that times the step between neighbours (at most the value range, 1 for
         // derm, 2 for bit), plus a few ulp(1) from the lerps.
-        const abs = 1e-6 + (preset === "derm" ? 1 : 2) * 2 * Math.max(w, h) * 2 ** -23;
+        const range = preset === "derm" ? 1 : preset === "bit" ? 2 : 4.7; // imagenet: about [-2.1, 2.6]
+        const abs = 1e-6 + range * 2 * Math.max(w, h) * 2 ** -23;
         assertClose(got, want, { abs, rel: 0, shape: [batch, s, s, 4], what: `${w}x${h}->${s} n=${n}` });
       }
     },
@@ -145,7 +170,7 @@ function readSafetensor(bytes: Uint8Array, name: string): { shape: number[]; dat
 
 interface FixtureCase {
   name: string;
-  preset: PreprocessPreset;
+  preset: "derm" | "bit";
   image: string;
   size: number;
 }
@@ -165,7 +190,14 @@ gpuTest(
       const ref = readSafetensor(readTestdata(`bit/${c.name}.ref.safetensors`), "input");
       assert.deepEqual(ref.shape, [c.size, c.size, 3]);
       const launch = resizeBilinearLaunch(
-        { srcWidth: image.width, srcHeight: image.height, size: c.size, n: 0, batch: 1, preset: c.preset },
+        {
+          srcWidth: image.width,
+          srcHeight: image.height,
+          size: c.size,
+          n: 0,
+          batch: 1,
+          ...SCALINGS[c.preset],
+        },
         device.limits,
       );
       const [out] = await runKernelOnce(device, resizeBilinear, launch, [packPixels(image), {

@@ -1,9 +1,10 @@
 /**
- * BiT ResNetV2 (Derm Foundation is BiT-M R101x3) as data: a flat list of nodes, readable top to bottom
- * like the forward pass it describes. No GPU calls here; `models/bit_plan.ts` compiles it.
+ * BiT ResNetV2 (Derm Foundation is BiT-M R101x3) on the engine: its presets, its graph as a flat list of
+ * nodes readable top to bottom like the forward pass it describes, and its weight transform (every
+ * convolution kernel standardised on the GPU into HWIO f32 at load).
  *
- * Every activation is f32 NHWC [N, H, W, C]. Weight names are timm's (`stages.2.blocks.7.conv2.weight`),
- * whatever the file's naming; convolution weights are standardised HWIO on the GPU.
+ * Every activation is f32 NHWC [N, H, W, C]. Graph weight names are timm's (`stages.2.blocks.7.conv2.weight`)
+ * whatever the file's naming (`models/bit_names.ts` maps Derm Foundation's).
  *
  * Pre-activation bottleneck (unit b of stage s, input X with Cin channels, stride st on block 0):
  *   P = relu(GN1(X))
@@ -15,14 +16,22 @@
  * This module is browser compatible.
  * @module
  */
-import type { BitArchitecture } from "./bit_arch.ts";
+import { GraphBuilder, type Graph } from "../engine/graph.ts";
+import type { ModelDefinition, WeightRecipe } from "../engine/model.ts";
+import type { Preprocessing } from "../engine/preprocessing.ts";
+import type { TensorSource } from "../engine/tensor_source.ts";
+import { LOWERINGS } from "../kernels/registry.ts";
+import { weightStandardizeLaunch, weightStandardizeSpec } from "../kernels/weight_standardize.ts";
+import { decodeToFloat32, GPU_FLOAT_DTYPES } from "../weights/dtypes.ts";
+import { type BitArchitecture, bitTensorShapes } from "./bit_arch.ts";
+import { adaptBitWeights, type BitNaming, presetFromMetadata } from "./bit_names.ts";
 
 /** The two numeric presets of testdata/FIXTURES_README.md. */
 export type BitPreset = "derm" | "bit";
 
 /** Numbers that differ between the presets. */
 export interface PresetNumerics {
-  /** Pixel scaling: x * scale + offset. */
+  /** Pixel scaling: x * scale + offset, the same for R, G and B. */
   readonly pixelScale: number;
   /** Pixel scaling offset. */
   readonly pixelOffset: number;
@@ -30,6 +39,8 @@ export interface PresetNumerics {
   readonly stemPoolPadding: "-inf" | "zero";
   /** eps of weight standardisation. */
   readonly weightStandardizationEps: number;
+  /** Default model input size. */
+  readonly defaultSize: number;
 }
 
 /** The presets' numerics: `derm` = Google's Derm Foundation graph, `bit` = timm / big_transfer. */
@@ -40,81 +51,31 @@ export const PRESETS: Readonly<Record<BitPreset, PresetNumerics>> = {
     pixelOffset: 0,
     stemPoolPadding: "-inf",
     weightStandardizationEps: 1e-10,
+    defaultSize: 448,
   },
-  bit: { pixelScale: 1 / 127.5, pixelOffset: -1, stemPoolPadding: "zero", weightStandardizationEps: 1e-8 },
+  bit: {
+    pixelScale: 1 / 127.5,
+    pixelOffset: -1,
+    stemPoolPadding: "zero",
+    weightStandardizationEps: 1e-8,
+    defaultSize: 224,
+  },
 };
 
-/** GroupNorm groups and eps in every BiT model. */
+/** GroupNorm groups in every BiT model. */
 export const GROUP_NORM_GROUPS = 32;
 /** GroupNorm eps (biased variance, added before the square root). */
 export const GROUP_NORM_EPS = 1e-5;
 /** Channels of the model input tensor: RGB plus a zero channel, so the stem reads vec4. */
 export const INPUT_CHANNELS = 4;
 
-/** A convolution over NHWC activations with a standardised HWIO weight. */
-export interface ConvNode {
-  readonly op: "conv2d";
-  readonly name: string;
-  readonly input: string;
-  readonly output: string;
-  readonly weight: string;
-  readonly kernel: number;
-  readonly stride: number;
-  readonly pad: number;
-  /** Add into `output` (the residual stream) instead of overwriting it. */
-  readonly accumulate: boolean;
-}
-
-/** GroupNorm with affine parameters, optionally followed by ReLU. */
-export interface GroupNormNode {
-  readonly op: "group_norm";
-  readonly name: string;
-  readonly input: string;
-  readonly output: string;
-  readonly gamma: string;
-  readonly beta: string;
-  readonly relu: boolean;
-}
-
-/** The stem max-pool. */
-export interface MaxPoolNode {
-  readonly op: "max_pool";
-  readonly name: string;
-  readonly input: string;
-  readonly output: string;
-  readonly kernel: number;
-  readonly stride: number;
-  readonly pad: number;
-  readonly padValue: "-inf" | "zero";
-}
-
-/** Mean over H and W. */
-export interface MeanPoolNode {
-  readonly op: "global_mean_pool";
-  readonly name: string;
-  readonly input: string;
-  readonly output: string;
-}
-
-/** One node of the graph. */
-export type BitNode = ConvNode | GroupNormNode | MaxPoolNode | MeanPoolNode;
-
-/** The whole network for one input size and batch. */
-export interface BitGraph {
-  /** Shapes of all activations: NHWC, or [N, C] for the embedding. */
-  readonly tensors: ReadonlyMap<string, readonly number[]>;
-  /** Nodes in execution order. */
-  readonly nodes: readonly BitNode[];
-  /** The model input, f32 NHWC [N, S, S, 4]. */
-  readonly input: string;
-  /** The embedding, f32 [N, C]. */
-  readonly output: string;
-  /** Tensors the fixtures hold references for: stem, stage1..stage4, final_norm. */
-  readonly checkpoints: Readonly<Record<string, string>>;
-}
-
-function convOut(size: number, kernel: number, stride: number, pad: number): number {
-  return Math.floor((size + 2 * pad - kernel) / stride) + 1;
+/**
+ * The preprocessing of a preset at input size S: TF's bilinear resize straight to S x S, each tap scaled
+ * first (Derm Foundation's order).
+ */
+export function bitPreprocessing(preset: BitPreset, size: number): Preprocessing {
+  const { pixelScale: s, pixelOffset: o } = PRESETS[preset];
+  return { resize: "bilinear", size, scale: [s, s, s], offset: [o, o, o] };
 }
 
 /**
@@ -122,134 +83,178 @@ function convOut(size: number, kernel: number, stride: number, pad: number): num
  *
  * @param arch Units and widths (from the weights).
  * @param options Preset, input size and batch.
- * @returns Nodes and tensor shapes.
+ * @returns The graph; checkpoints `stem`, `stage1`..`stage4`, `final_norm`.
  */
 export function bitGraph(
   arch: BitArchitecture,
   options: { preset: BitPreset; size: number; batch: number },
-): BitGraph {
-  const { size, batch: n } = options;
+): Graph {
+  const { size, batch } = options;
   if (!Number.isInteger(size) || size < 32) {
     throw new RangeError(`Cannot build BiT graph: expected size >= 32, got ${size}`);
   }
-  if (!Number.isInteger(n) || n < 1) {
-    throw new RangeError(`Cannot build BiT graph: expected batch >= 1, got ${n}`);
+  if (!Number.isInteger(batch) || batch < 1) {
+    throw new RangeError(`Cannot build BiT graph: expected batch >= 1, got ${batch}`);
   }
-  const tensors = new Map<string, number[]>();
-  const nodes: BitNode[] = [];
-  const shape = (name: string) => tensors.get(name)!;
-  const declare = (name: string, h: number, w: number, c: number) => {
-    tensors.set(name, [n, h, w, c]);
-    return name;
-  };
-  const conv = (
-    name: string,
-    input: string,
-    output: string,
-    weight: string,
-    cout: number,
-    kernel: number,
-    stride: number,
-    accumulate = false,
-  ) => {
-    const [, h, w] = shape(input);
-    const pad = Math.floor(kernel / 2);
-    if (!accumulate) declare(output, convOut(h, kernel, stride, pad), convOut(w, kernel, stride, pad), cout);
-    nodes.push({ op: "conv2d", name, input, output, weight, kernel, stride, pad, accumulate });
-    return output;
-  };
-  const norm = (name: string, input: string, output: string, param: string) => {
-    const [, h, w, c] = shape(input);
-    declare(output, h, w, c);
-    nodes.push({
-      op: "group_norm",
-      name,
-      input,
-      output,
-      gamma: `${param}.weight`,
-      beta: `${param}.bias`,
-      relu: true,
+  const g = new GraphBuilder(LOWERINGS);
+  const conv = (name: string, x: string, weight: string, cout: number, kernel: number, stride: number) =>
+    g.node("conv2d", name, {
+      inputs: [x],
+      weights: { weight },
+      attrs: { cout, kernel, stride, pad: Math.floor(kernel / 2) },
     });
-    return output;
-  };
+  const norm = (name: string, x: string, param: string) =>
+    g.node("group_norm", name, {
+      inputs: [x],
+      weights: { gamma: `${param}.weight`, beta: `${param}.bias` },
+      attrs: { groups: GROUP_NORM_GROUPS, eps: GROUP_NORM_EPS, relu: true },
+    });
 
-  const input = declare("input", size, size, INPUT_CHANNELS);
-  conv("stem.conv", input, "stem.conv", "stem.conv.weight", arch.stemChannels, 7, 2);
-  const [, ch, cw, cc] = shape("stem.conv");
-  const stem = declare("stem", convOut(ch, 3, 2, 1), convOut(cw, 3, 2, 1), cc);
-  nodes.push({
-    op: "max_pool",
-    name: "stem.pool",
-    input: "stem.conv",
-    output: stem,
-    kernel: 3,
-    stride: 2,
-    pad: 1,
-    padValue: PRESETS[options.preset].stemPoolPadding,
+  const input = g.input("input", [batch, size, size, INPUT_CHANNELS]);
+  // The stem's fourth input channel is zero padding: its FLOPs count the three real ones.
+  const stemConv = g.node("conv2d", "stem.conv", {
+    inputs: [input],
+    weights: { weight: "stem.conv.weight" },
+    attrs: { cout: arch.stemChannels, kernel: 7, stride: 2, pad: 3, flopsCin: 3 },
   });
+  const stem = g.node("max_pool", "stem.pool", {
+    inputs: [stemConv],
+    output: "stem",
+    attrs: { kernel: 3, stride: 2, pad: 1, padValue: PRESETS[options.preset].stemPoolPadding },
+  });
+  g.checkpoint("stem", stem);
 
   let x = stem;
-  const checkpoints: Record<string, string> = { stem };
   arch.stages.forEach((stage, s) => {
     const residual = `stage${s + 1}.residual`;
     for (let b = 0; b < stage.units; b++) {
       const unit = `stage${s + 1}.unit${String(b + 1).padStart(2, "0")}`;
       const timm = `stages.${s}.blocks.${b}`;
       const stride = b === 0 ? stage.stride : 1;
-      const preact = norm(`${unit}.gn1`, x, `${unit}.preact`, `${timm}.norm1`);
+      const preact = g.node("group_norm", `${unit}.gn1`, {
+        inputs: [x],
+        output: `${unit}.preact`,
+        weights: { gamma: `${timm}.norm1.weight`, beta: `${timm}.norm1.bias` },
+        attrs: { groups: GROUP_NORM_GROUPS, eps: GROUP_NORM_EPS, relu: true },
+      });
       if (b === 0) {
-        conv(
-          `${unit}.conv_proj`,
-          preact,
-          residual,
-          `${timm}.downsample.conv.weight`,
-          stage.channels,
-          1,
-          stride,
-        );
+        g.node("conv2d", `${unit}.conv_proj`, {
+          inputs: [preact],
+          output: residual,
+          weights: { weight: `${timm}.downsample.conv.weight` },
+          attrs: { cout: stage.channels, kernel: 1, stride },
+        });
       }
-      const a = conv(
-        `${unit}.conv1`,
-        preact,
-        `${unit}.conv1`,
-        `${timm}.conv1.weight`,
-        stage.midChannels,
-        1,
-        1,
-      );
-      const a2 = norm(`${unit}.gn2`, a, `${unit}.gn2`, `${timm}.norm2`);
-      const bb = conv(
-        `${unit}.conv2`,
-        a2,
-        `${unit}.conv2`,
-        `${timm}.conv2.weight`,
-        stage.midChannels,
-        3,
-        stride,
-      );
-      const b2 = norm(`${unit}.gn3`, bb, `${unit}.gn3`, `${timm}.norm3`);
-      conv(`${unit}.conv3`, b2, residual, `${timm}.conv3.weight`, stage.channels, 1, 1, true);
+      const a = conv(`${unit}.conv1`, preact, `${timm}.conv1.weight`, stage.midChannels, 1, 1);
+      const a2 = norm(`${unit}.gn2`, a, `${timm}.norm2`);
+      const bb = conv(`${unit}.conv2`, a2, `${timm}.conv2.weight`, stage.midChannels, 3, stride);
+      const b2 = norm(`${unit}.gn3`, bb, `${timm}.norm3`);
+      g.node("conv2d", `${unit}.conv3`, {
+        inputs: [b2],
+        output: residual,
+        inPlace: true,
+        weights: { weight: `${timm}.conv3.weight` },
+        attrs: { cout: stage.channels, kernel: 1 },
+      });
       x = residual;
     }
-    checkpoints[`stage${s + 1}`] = residual;
+    g.checkpoint(`stage${s + 1}`, residual);
   });
-  const finalNorm = norm("final_norm", x, "final_norm", "norm");
-  checkpoints.final_norm = finalNorm;
-  const [, , , c] = shape(finalNorm);
-  tensors.set("embedding", [n, c]);
-  nodes.push({ op: "global_mean_pool", name: "pool", input: finalNorm, output: "embedding" });
-  return { tensors, nodes, input, output: "embedding", checkpoints };
+  const finalNorm = norm("final_norm", x, "norm");
+  g.checkpoint("final_norm", finalNorm);
+  const embedding = g.node("global_mean_pool", "pool", { inputs: [finalNorm], output: "embedding" });
+  return g.build(embedding);
 }
 
-/** Multiply-accumulates of one image through the graph's convolutions (for GFLOP/s figures). */
-export function bitMacsPerImage(graph: BitGraph): number {
-  let macs = 0;
-  for (const node of graph.nodes) {
-    if (node.op !== "conv2d") continue;
-    const [, oh, ow, cout] = graph.tensors.get(node.output)!;
-    // The stem's fourth input channel is zero padding: count the three real ones.
-    const cin = node.input === graph.input ? 3 : graph.tensors.get(node.input)![3];
-    macs += oh * ow * cout * node.kernel * node.kernel * cin;
+/**
+ * The recipes that make BiT's resident tensors: each convolution kernel standardised on the GPU into HWIO
+ * f32 (the stem's input channels padded to 4 with zeros), each GroupNorm vector decoded to f32.
+ */
+export function bitWeightRecipes(
+  source: TensorSource,
+  preset: BitPreset,
+): { recipes: WeightRecipe[]; architecture: BitArchitecture; naming: BitNaming } {
+  const adapted = adaptBitWeights(source);
+  const eps = PRESETS[preset].weightStandardizationEps;
+  const recipes: WeightRecipe[] = [];
+  for (const [timm, t] of adapted.tensors) {
+    const stored = t.source.name;
+    if (t.layout === "vector") {
+      recipes.push({
+        sources: [stored],
+        outputs: [timm],
+        transform: { kind: "cpu", run: ([chunk]) => [decodeToFloat32(chunk.entry, chunk.bytes)] },
+      });
+      continue;
+    }
+    const [cout, cin, kh, kw] = t.shape; // timm OIHW
+    const layout = t.layout;
+    const cinPadded = timm === "stem.conv.weight" ? Math.max(INPUT_CHANNELS, cin) : cin;
+    recipes.push({
+      sources: [stored],
+      outputs: [timm],
+      transform: {
+        kind: "gpu",
+        spec: weightStandardizeSpec,
+        outputBytes: kh * kw * cinPadded * cout * 4,
+        input({ entry, bytes }) {
+          // F64 or integer kernels are decoded to float32 here: the kernel reads F32, F16 and BF16.
+          const native = GPU_FLOAT_DTYPES.has(entry.dtype);
+          const dtype = native ? entry.dtype as "F32" | "F16" | "BF16" : "F32";
+          return {
+            bytes: native ? bytes : new Uint8Array(decodeToFloat32(entry, bytes).buffer),
+            launch: weightStandardizeLaunch({ cout, cin, kh, kw, cinPadded, dtype, layout, eps }),
+          };
+        },
+      },
+    });
   }
-  return macs;
+  return { recipes, architecture: adapted.architecture, naming: adapted.naming };
+}
+
+/** One-line summary of an architecture, as output files record it. */
+export function bitArchitectureSummary(arch: BitArchitecture): string {
+  return `BiT units ${arch.stages.map((s) => s.units).join("/")} widths ${
+    arch.stages.map((s) => s.channels).join("/")
+  } stem ${arch.stemChannels}`;
+}
+
+/** Options a BiT model reads. */
+export interface BitModelOptions {
+  /** Overrides the preset found in the metadata or naming. */
+  readonly preset?: string;
+}
+
+/**
+ * The BiT model for opened weights: architecture and naming from the tensor names, preset from the
+ * options, else the file's metadata, else the naming.
+ *
+ * @throws {WeightsError} For unrecognised names or a missing or misshapen tensor.
+ * @throws {TypeError} For a preset that is not `derm` or `bit`.
+ */
+export function bitModel(source: TensorSource, options: BitModelOptions = {}): ModelDefinition {
+  const naming = adaptBitWeights(source).naming;
+  const asked = options.preset;
+  if (asked !== undefined && asked !== "derm" && asked !== "bit") {
+    throw new TypeError(`Cannot use preset "${asked}" with a BiT model: expected "derm" or "bit"`);
+  }
+  const preset: BitPreset = asked ?? presetFromMetadata(source.metadata, naming);
+  const { recipes, architecture } = bitWeightRecipes(source, preset);
+  const parameters = bitTensorShapes(architecture).reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
+  return {
+    family: "bit",
+    preset,
+    defaultSize: PRESETS[preset].defaultSize,
+    embeddingSize: architecture.stages[architecture.stages.length - 1].channels,
+    parameters,
+    architecture: bitArchitectureSummary(architecture),
+    weights: recipes,
+    checkSize(size) {
+      if (!Number.isInteger(size) || size < 32 || size > 4096) {
+        throw new RangeError(`Cannot run a BiT model at size ${size}: expected an integer from 32 to 4096`);
+      }
+    },
+    preprocessing: (size) => bitPreprocessing(preset, size),
+    graph: (size, batch) => bitGraph(architecture, { preset, size, batch }),
+  };
 }

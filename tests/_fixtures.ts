@@ -10,9 +10,8 @@
  */
 import { createHash } from "node:crypto";
 import { type BitArchitecture, bitArchitecture } from "../models/bit_arch.ts";
-import type { WeightsInput } from "../models/bit_embedder.ts";
 import type { BitPreset } from "../models/bit.ts";
-import { proceduralSource } from "../weights/procedural.ts";
+import { bitProceduralSource } from "../models/bit_names.ts";
 import type { TensorSource } from "../weights/safetensors.ts";
 import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
 import { readTestdata, readTestdataJson, testdataPath } from "./_testdata.ts";
@@ -47,9 +46,12 @@ function storedCase(c: FixtureCase, all = fixtureCases()): FixtureCase | undefin
   return all.find((o) => o.seed === c.seed && o.store_weights);
 }
 
-/** What the embedder loads for a case: its procedural weights (the same values as the fixture files). */
-export function caseWeights(c: FixtureCase): WeightsInput {
-  return { procedural: caseArchitecture(c), seed: c.seed };
+/**
+ * What the embedder loads for a case: its procedural weights under the case's naming (the very tensors of
+ * the fixture files, for the cases that stored them).
+ */
+export function caseWeights(c: FixtureCase): TensorSource {
+  return bitProceduralSource(caseArchitecture(c), c.seed, { naming: c.naming ?? "timm" });
 }
 
 /**
@@ -146,7 +148,7 @@ export function proceduralSourceFor(relative: string): TensorSource {
   const name = /^bit\/(.+)\.safetensors$/.exec(relative)?.[1];
   const c = fixtureCases().find((x) => x.name === name && x.store_weights);
   if (!c) throw new Error(`Cannot regenerate "testdata/${relative}": no stored-weights case describes it`);
-  return proceduralSource(caseArchitecture(c), c.seed, { naming: c.naming ?? "timm" });
+  return bitProceduralSource(caseArchitecture(c), c.seed, { naming: c.naming ?? "timm" });
 }
 
 /**

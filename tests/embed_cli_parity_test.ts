@@ -9,15 +9,18 @@ import { decodeNpyFloat32 } from "../cli/npy.ts";
 import { caseImagePath, caseWeightsPath, embeddingBound, fixtureCases, readReference } from "./_fixtures.ts";
 import { relativeMaxError } from "./_compare.ts";
 import { SKIP_SLOW } from "./_gpu.ts";
-import { PROCEDURAL_ARCHITECTURES } from "../cli/weights_arg.ts";
+import { PROCEDURAL_MODELS } from "../models/registry.ts";
 import { bitArchitecture } from "../models/bit_arch.ts";
+import { bitProceduralSource } from "../models/bit_names.ts";
 import { embedCli } from "./_embed_cli.ts";
 import { withTempDir } from "./_temp.ts";
 
 /** The `procedural:` argument giving a case's weights, when they are not stored. */
 function proceduralArgument(layers: number[], channels: number[], stem: number, seed: string): string {
-  const want = JSON.stringify(bitArchitecture(layers, channels, stem));
-  const name = Object.entries(PROCEDURAL_ARCHITECTURES).find(([, a]) => JSON.stringify(a) === want)?.[0];
+  const listing = (t: { tensors: ReadonlyMap<string, { shape: readonly number[] }> }) =>
+    JSON.stringify([...t.tensors].map(([n, e]) => [n, e.shape]));
+  const want = listing(bitProceduralSource(bitArchitecture(layers, channels, stem), seed));
+  const name = Object.keys(PROCEDURAL_MODELS).find((n) => listing(PROCEDURAL_MODELS[n].source(seed)) === want);
   if (!name) throw new Error(`No procedural architecture matches layers ${layers}, channels ${channels}`);
   return `procedural:${name}:${seed}`;
 }

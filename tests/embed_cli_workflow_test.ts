@@ -250,9 +250,8 @@ Deno.test("embed CLI: corrupt, truncated and non-image files are reported and sk
 Deno.test("embed CLI: a non-finite embedding is an error for that image, never a row", async () => {
   await withTempDir(async (dir) => {
     // The procedural tiny-derm weights with gamma = beta = 3e38 in channel 0 of the final norm, as a timm-named safetensors.
-    const { proceduralSource } = await import("../weights/procedural.ts");
-    const { PROCEDURAL_ARCHITECTURES, DEFAULT_PROCEDURAL_SEED } = await import("../cli/weights_arg.ts");
-    const source = proceduralSource(PROCEDURAL_ARCHITECTURES["tiny-derm"], DEFAULT_PROCEDURAL_SEED);
+    const { proceduralWeights } = await import("../models/registry.ts");
+    const source = proceduralWeights("tiny-derm");
     const header: Record<string, unknown> = { __metadata__: { preset: "derm" } };
     const blobs: Uint8Array[] = [];
     let offset = 0;

@@ -22,7 +22,7 @@ import {
   readReference,
 } from "./_fixtures.ts";
 import { relativeMaxError } from "./_compare.ts";
-import { createBitEmbedder } from "../models/bit_embedder.ts";
+import { createEmbedder } from "../models/registry.ts";
 
 const CHECKPOINTS = ["stem", "stage1", "stage2", "stage3", "stage4", "final_norm"];
 
@@ -35,7 +35,7 @@ for (const c of fixtureCases()) {
     const ref = readReference(c.name);
     const bound = embeddingBound(ref.metadata);
     const want = ref.tensors.get("embedding_f64")!.data;
-    const embedder = await createBitEmbedder(caseWeights(c), {
+    const embedder = await createEmbedder(caseWeights(c), {
       gpu,
       preset: c.preset,
       size: c.size,
@@ -78,7 +78,7 @@ gpuTest("embed() gives each image of a batch the row it gets alone", async (gpu)
   const images = fixtureCases()
     .filter((x) => x.name.startsWith("tiny-derm-96"))
     .map((x) => ({ bytes: Deno.readFileSync(caseImagePath(x)), name: x.image }));
-  const embedder = await createBitEmbedder(caseWeights(c), { gpu, size: c.size, maxBatch: 4 });
+  const embedder = await createEmbedder(caseWeights(c), { gpu, size: c.size, maxBatch: 4 });
   try {
     const together = await embedder.embed(images); // batches of 4 and 2
     for (const [i, image] of images.entries()) {

@@ -1,6 +1,7 @@
 /**
- * The one table of element types the weight readers know (safetensors, PyTorch checkpoints, .npz,
- * SavedModel), their sizes, and decoding of raw little-endian bytes to float32 on the CPU.
+ * Decoding the element types the weight readers know (safetensors, PyTorch checkpoints, .npz, SavedModel)
+ * from raw little-endian bytes to float32 on the CPU. The one table of their names and sizes is
+ * `engine/tensor_source.ts` (the engine's contract with every format), re-exported here.
  *
  * Float types (`F32`, `F16`, `BF16`) are what GPU weight transforms read raw; `F64` and the integer types
  * are decoded on the CPU (a float64 checkpoint, BatchNorm's `num_batches_tracked`).
@@ -9,27 +10,8 @@
  * @module
  */
 
-/** An element type, by its safetensors name. */
-export type Dtype = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
-
-/** Bytes per element of each {@linkcode Dtype}. */
-export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U8: 1,
-  BOOL: 1,
-};
-
-/** Whether `name` is a {@linkcode Dtype}. */
-export function isDtype(name: string): name is Dtype {
-  return Object.hasOwn(DTYPE_BYTES, name);
-}
+export { type Dtype, DTYPE_BYTES, isDtype } from "../engine/tensor_source.ts";
+import { type Dtype, DTYPE_BYTES } from "../engine/tensor_source.ts";
 
 /** The float types GPU weight kernels decode themselves (`kernels/weight_standardize.ts`). */
 export const GPU_FLOAT_DTYPES: ReadonlySet<Dtype> = new Set(["F32", "F16", "BF16"]);

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { deflateSync, zipSync } from "fflate";
 import { bitArchitecture } from "../models/bit_arch.ts";
 import { WeightsError } from "../engine/errors.ts";
-import { adaptBitWeights } from "./bit_names.ts";
-import { proceduralSource } from "./procedural.ts";
+import { adaptBitWeights } from "../models/bit_names.ts";
+import { bitProceduralSource } from "../models/bit_names.ts";
 import { bitNpzName, crc32, npzBytesReader, openNpz, parseNpyHeader } from "./npz.ts";
 import { openNpzFile } from "./npz_deno.ts";
 import { openSafetensorsFile } from "./safetensors_deno.ts";
@@ -53,7 +53,7 @@ async function readAll(source: TensorSource): Promise<Map<string, Uint8Array>> {
 
 /** The procedural tiny model as .npy members keyed by big_transfer names, plus a head; norms stored as [C]. */
 async function bitMembers(): Promise<Record<string, Uint8Array>> {
-  const derm = proceduralSource(TINY, SEED, { naming: "derm" });
+  const derm = bitProceduralSource(TINY, SEED, { naming: "derm" });
   const members: Record<string, Uint8Array> = {};
   for await (const { entry, bytes } of derm.stream()) {
     const shape = /\.(gn\d|norm-pre-head)\./.test(entry.name) ? [entry.shape[3]] : entry.shape;
@@ -65,7 +65,7 @@ async function bitMembers(): Promise<Record<string, Uint8Array>> {
 }
 
 async function expectedBytes(): Promise<Map<string, Uint8Array>> {
-  return await readAll(proceduralSource(TINY, SEED, { naming: "derm" }));
+  return await readAll(bitProceduralSource(TINY, SEED, { naming: "derm" }));
 }
 
 interface RawMember {

@@ -1,13 +1,9 @@
 import assert from "node:assert/strict";
-import { BIT_R101X3, bitArchitecture, bitParameterCount } from "../models/bit_arch.ts";
 import { WeightsError } from "../engine/errors.ts";
-import { adaptBitWeights } from "./bit_names.ts";
-import { proceduralKind, proceduralSource, proceduralValues } from "./procedural.ts";
-import { createHash } from "node:crypto";
-import { proceduralWeightsRecords } from "../tests/_fixtures.ts";
+import { proceduralSource, proceduralValues } from "./procedural.ts";
 
 /** The formula of testdata/FIXTURES_README.md written out step by step, for one element. */
-function referenceValue(seed: string, name: string, i: number, kind: string): number {
+function referenceValue(seed: string, name: string, i: number, a: number, b: number): number {
   let h = 0x811c9dc5n;
   for (const byte of new TextEncoder().encode(`${seed}/${name}`)) {
     h = ((h ^ BigInt(byte)) * 0x01000193n) % 2n ** 32n;
@@ -19,96 +15,74 @@ function referenceValue(seed: string, name: string, i: number, kind: string): nu
   x = (x * 0xc2b2ae35n) % 2n ** 32n;
   x ^= x >> 16n;
   const v = Number(x) / 2 ** 32 * 2 - 1;
-  return Math.fround(kind === "weight" ? 1 + 0.25 * v : kind === "bias" ? 0.25 * v : v);
+  return Math.fround(a + b * v);
 }
 
 Deno.test("proceduralValues() follows the README formula element by element", () => {
-  for (
-    const [name, kind] of [["stem.conv.weight", "kernel"], ["norm.weight", "weight"], [
-      "norm.bias",
-      "bias",
-    ]] as const
-  ) {
-    const values = proceduralValues("fixture/ünïcode", name, 300, kind);
+  const rules = [[0, 1], [1, 0.25], [0, 0.25], [1, 0.5], [0, Math.sqrt(3 / 27)]] as const;
+  for (const [a, b] of rules) {
+    const values = proceduralValues("fixture/ünïcode", "layer1.0.conv1.weight", 300, { a, b });
     for (const i of [0, 1, 2, 17, 299]) {
-      assert.equal(values[i], referenceValue("fixture/ünïcode", name, i, kind), `${name}[${i}]`);
+      assert.equal(
+        values[i],
+        referenceValue("fixture/ünïcode", "layer1.0.conv1.weight", i, a, b),
+        `${a}+${b}v [${i}]`,
+      );
     }
   }
-  assert.equal(proceduralValues("s", "x", 0, "kernel").length, 0);
-  assert.throws(() => proceduralValues("s", "x", -1, "kernel"), RangeError);
-  const k = proceduralValues("s", "k", 100_000, "kernel");
-  assert.ok(k.every((v) => v >= -1 && v <= 1));
-  assert.ok(proceduralValues("s", "g", 1000, "weight").every((v) => v >= 0.75 && v <= 1.25));
+  assert.equal(proceduralValues("s", "x", 0, { a: 0, b: 1 }).length, 0);
+  assert.throws(() => proceduralValues("s", "x", -1, { a: 0, b: 1 }), RangeError);
+  assert.ok(proceduralValues("s", "k", 100_000, { a: 0, b: 1 }).every((v) => v >= -1 && v <= 1));
+  assert.ok(proceduralValues("s", "g", 1000, { a: 1, b: 0.25 }).every((v) => v >= 0.75 && v <= 1.25));
 });
 
-Deno.test("proceduralKind() classifies gammas, betas and kernels", () => {
-  assert.equal(proceduralKind("norm.weight", [8]), "weight");
-  assert.equal(proceduralKind("stages.0.blocks.0.norm1.bias", [8]), "bias");
-  assert.equal(proceduralKind("stages.0.blocks.0.conv1.weight", [8, 8, 1, 1]), "kernel");
-});
-
-Deno.test("proceduralSource() looks like a safetensors file that adaptBitWeights accepts", async () => {
-  const arch = bitArchitecture([2, 1], [16, 32], 8);
-  for (const naming of ["timm", "derm"] as const) {
-    const source = proceduralSource(arch, "s", { naming, preset: "derm" });
-    assert.equal(source.file, "procedural:s");
-    assert.deepEqual(source.metadata, { seed: "s", preset: "derm" });
-    const adapted = adaptBitWeights(source);
-    assert.equal(adapted.naming, naming);
-    assert.deepEqual(adapted.architecture, arch);
-    let previous = -1;
-    for await (const { entry, bytes } of source.stream()) {
-      assert.ok(entry.begin > previous);
-      previous = entry.begin;
-      assert.equal(bytes.length, entry.end - entry.begin);
-    }
-    assert.throws(() => source.stream(new Set(["nope"])), WeightsError);
-    source.close();
-    assert.throws(() => source.stream(), WeightsError);
+Deno.test("proceduralSource() streams its tensors like a safetensors file, HWIO in place and int64 zeros", async () => {
+  const source = proceduralSource(
+    [
+      { name: "k_oihw", hashName: "k", shape: [3, 2, 2, 2], rule: { a: 0, b: 1 } },
+      { name: "k_hwio", hashName: "k", shape: [3, 2, 2, 2], layout: "HWIO", rule: { a: 0, b: 1 } },
+      { name: "g", shape: [5], storedShape: [1, 1, 1, 5], rule: { a: 1, b: 0.25 } },
+      { name: "steps", shape: [] },
+    ],
+    "s",
+    { preset: "derm" },
+  );
+  assert.equal(source.file, "procedural:s");
+  assert.deepEqual(source.metadata, { preset: "derm", seed: "s" });
+  assert.deepEqual([...source.tensors.values()].map((e) => [e.name, e.dtype, e.shape, e.end - e.begin]), [
+    ["k_oihw", "F32", [3, 2, 2, 2], 96],
+    ["k_hwio", "F32", [2, 2, 2, 3], 96],
+    ["g", "F32", [1, 1, 1, 5], 20],
+    ["steps", "I64", [], 8],
+  ]);
+  const got = new Map<string, Uint8Array>();
+  let previous = -1;
+  for await (const { entry, bytes } of source.stream()) {
+    assert.ok(entry.begin > previous);
+    previous = entry.begin;
+    assert.equal(bytes.length, entry.end - entry.begin);
+    got.set(entry.name, bytes.slice());
   }
-  assert.deepEqual(proceduralSource(arch, "t").metadata, { seed: "t" });
-});
-
-Deno.test("proceduralSource() equals tiny-bit-64 (timm) and tiny-derm-96 (derm) bit for bit", async () => {
-  // The SHA-256 of every tensor of the original fixture files, recorded in testdata/procedural_weights.json.
-  const records = proceduralWeightsRecords();
-  const cases = [
-    ["bit/tiny-bit-64.safetensors", "fixture/tiny-bit", "timm", [1, 1, 1, 1], 32, 43],
-    ["bit/tiny-derm-96.safetensors", "fixture/tiny-derm", "derm", [2, 1, 1, 1], 64, 52],
-  ] as const;
-  for (const [file, seed, naming, layers, stem, count] of cases) {
-    const record = records[file];
-    assert.equal(record.metadata.seed, seed);
-    const arch = bitArchitecture(layers, [128, 256, 512, 1024], stem);
-    const source = proceduralSource(arch, seed, { naming });
-    const got: { name: string; shape: readonly number[]; sha256: string }[] = [];
-    for await (const { entry, bytes } of source.stream()) {
-      got.push({
-        name: entry.name,
-        shape: entry.shape,
-        sha256: createHash("sha256").update(bytes).digest("hex"),
-      });
+  const oihw = new Float32Array(got.get("k_oihw")!.buffer);
+  const hwio = new Float32Array(got.get("k_hwio")!.buffer);
+  for (let o = 0; o < 3; o++) {
+    for (let i = 0; i < 2; i++) {
+      for (let y = 0; y < 2; y++) {
+        for (let x = 0; x < 2; x++) {
+          assert.equal(hwio[((y * 2 + x) * 2 + i) * 3 + o], oihw[((o * 2 + i) * 2 + y) * 2 + x]);
+        }
+      }
     }
-    assert.equal(got.length, count);
-    assert.deepEqual(got, record.tensors.map(({ name, shape, sha256 }) => ({ name, shape, sha256 })), file);
   }
-});
-
-Deno.test({
-  name: "proceduralSource() streams all 381,789,888 values of R101x3 one tensor at a time",
-  ignore: Deno.env.get("DERM_SKIP_SLOW") === "1",
-  async fn() {
-    const start = performance.now();
-    let values = 0, tensors = 0, largest = 0;
-    for await (const { bytes } of proceduralSource(BIT_R101X3, "fixture/r101x3").stream()) {
-      values += bytes.length / 4;
-      largest = Math.max(largest, bytes.length);
-      tensors++;
-    }
-    const seconds = (performance.now() - start) / 1000;
-    assert.equal(tensors, 304);
-    assert.equal(values, bitParameterCount(BIT_R101X3));
-    assert.equal(largest, 1536 * 1536 * 9 * 4);
-    console.log(`R101x3 procedural weights: ${values} values in ${seconds.toFixed(2)} s`);
-  },
+  assert.deepEqual([...got.get("steps")!], [0, 0, 0, 0, 0, 0, 0, 0]);
+  const names: string[] = [];
+  for await (const { entry } of source.stream(new Set(["g"]))) names.push(entry.name);
+  assert.deepEqual(names, ["g"]);
+  assert.throws(() => source.stream(new Set(["nope"])), WeightsError);
+  source.close();
+  assert.throws(() => source.stream(), WeightsError);
+  assert.throws(
+    () => proceduralSource([{ name: "a", shape: [1] }, { name: "a", shape: [1] }], "s"),
+    TypeError,
+  );
 });

@@ -17,6 +17,7 @@
  */
 import { WeightsError } from "../engine/errors.ts";
 import { decodeToFloat32, type Dtype, DTYPE_BYTES, float16BitsToNumber, isDtype } from "./dtypes.ts";
+import type { TensorChunk, TensorEntry, TensorSource } from "../engine/tensor_source.ts";
 
 export { decodeToFloat32, DTYPE_BYTES, float16BitsToNumber };
 
@@ -29,22 +30,10 @@ export const SAFETENSORS_PREFIX_BYTES = 8;
  */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-/** Element types of a safetensors file: every one of {@linkcode Dtype} (`weights/dtypes.ts`). */
+/** Element types of a safetensors file: every one of {@linkcode Dtype} (`engine/tensor_source.ts`). */
 export type SafetensorsDtype = Dtype;
 
-/** One tensor of a file. */
-export interface TensorEntry {
-  /** Name as stored in the file. */
-  readonly name: string;
-  /** Element type (little-endian). */
-  readonly dtype: SafetensorsDtype;
-  /** Dimensions, outermost first (row-major data). */
-  readonly shape: readonly number[];
-  /** Absolute byte offset of the first byte in the file. */
-  readonly begin: number;
-  /** Absolute byte offset one past the last byte in the file. */
-  readonly end: number;
-}
+export type { TensorChunk, TensorEntry, TensorSource } from "../engine/tensor_source.ts";
 
 /** A validated safetensors header. */
 export interface SafetensorsHeader {
@@ -56,34 +45,6 @@ export interface SafetensorsHeader {
   readonly tensors: Map<string, TensorEntry>;
   /** Absolute offset of the data section: 8 + header length. */
   readonly dataStart: number;
-}
-
-/** One tensor's raw little-endian bytes, as yielded by {@linkcode TensorSource.stream}. */
-export interface TensorChunk {
-  /** The tensor. */
-  readonly entry: TensorEntry;
-  /**
-   * Its `entry.end - entry.begin` bytes, on a plain `ArrayBuffer` (ready for `GPUQueue.writeBuffer`); may be a
-   * view into a larger buffer, so do not assume `byteOffset` 0 or 4-byte alignment.
-   */
-  readonly bytes: Uint8Array<ArrayBuffer>;
-}
-
-/** Where the engine loads weights from: a file, bytes, a stream, a URL or a procedural generator. */
-export interface TensorSource {
-  /** File name, path or URL, for messages. */
-  readonly file: string;
-  /** The `__metadata__` map. */
-  readonly metadata: Readonly<Record<string, string>>;
-  /** Tensors by name. */
-  readonly tensors: ReadonlyMap<string, TensorEntry>;
-  /**
-   * Yields the `wanted` tensors (all when omitted) in file offset order, each exactly once, holding at most
-   * one tensor in memory. Throws a {@linkcode WeightsError} at once for a wanted name not in the file.
-   */
-  stream(wanted?: ReadonlySet<string>): AsyncIterable<TensorChunk>;
-  /** Releases the file, stream or connection; later `stream()` calls fail. */
-  close(): Promise<void> | void;
 }
 
 function describe(value: unknown): string {

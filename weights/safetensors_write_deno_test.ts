@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { writeSafetensorsFile } from "./safetensors_write_deno.ts";
 import { openSafetensorsFile } from "./safetensors_deno.ts";
-import { proceduralSource } from "./procedural.ts";
+import { bitProceduralSource } from "../models/bit_names.ts";
 import { bitArchitecture } from "../models/bit_arch.ts";
 import type { TensorSource } from "./safetensors.ts";
 
@@ -11,7 +11,7 @@ Deno.test("writeSafetensorsFile() streams a source to a file that reads back ide
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/tiny.safetensors`;
-    const source = proceduralSource(tiny, "write-test", { naming: "derm", preset: "derm" });
+    const source = bitProceduralSource(tiny, "write-test", { naming: "derm", preset: "derm" });
     const written = await writeSafetensorsFile(path, source);
     assert.equal(written, (await Deno.stat(path)).size);
     const back = await openSafetensorsFile(path);
@@ -32,7 +32,7 @@ Deno.test("writeSafetensorsFile() streams a source to a file that reads back ide
 Deno.test("writeSafetensorsFile() leaves no file behind when the source fails midway", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const good = proceduralSource(tiny, "write-test");
+    const good = bitProceduralSource(tiny, "write-test");
     const failing: TensorSource = {
       ...good,
       file: good.file,

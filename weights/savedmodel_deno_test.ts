@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { WeightsError } from "../engine/errors.ts";
 import { writeDermSavedModel } from "../tests/_savedmodel_writer.ts";
-import { proceduralSource } from "./procedural.ts";
+import { bitProceduralSource } from "../models/bit_names.ts";
 import { bitArchitecture } from "../models/bit_arch.ts";
 import { openSavedModel } from "./savedmodel_deno.ts";
 import { testdataPath } from "../tests/_testdata.ts";
@@ -68,7 +68,7 @@ Deno.test("openSavedModel() serves other kinds when asked, leaving out what is n
 Deno.test("openSavedModel() reads back a Derm-shaped SavedModel bit for bit, by SavedVariable.name", async () => {
   const dir = await Deno.makeTempDir({ prefix: "derm-savedmodel-" });
   try {
-    const procedural = proceduralSource(TINY, "savedmodel", { naming: "derm" });
+    const procedural = bitProceduralSource(TINY, "savedmodel", { naming: "derm" });
     await writeDermSavedModel(dir, procedural, { blockBytes: 1024 });
     const want = new Map<string, Uint8Array>();
     for await (const { entry, bytes } of procedural.stream()) want.set(entry.name, bytes.slice());
@@ -91,7 +91,7 @@ Deno.test("openSavedModel() reads back a Derm-shaped SavedModel bit for bit, by 
 Deno.test("openSavedModel() names the tensor whose CRC32C does not match", async () => {
   const dir = await Deno.makeTempDir({ prefix: "derm-savedmodel-" });
   try {
-    const procedural = proceduralSource(TINY, "crc", { naming: "derm" });
+    const procedural = bitProceduralSource(TINY, "crc", { naming: "derm" });
     const { variables } = await writeDermSavedModel(dir, procedural);
     const shard = `${dir}/variables/variables.data-00000-of-00001`;
     const data = await Deno.readFile(shard);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { WeightsError } from "../engine/errors.ts";
 import { BIT_R101X3, bitParameterCount } from "../models/bit_arch.ts";
 import { encodeDermSavedModelPb } from "../tests/_savedmodel_writer.ts";
-import { adaptBitWeights } from "./bit_names.ts";
+import { adaptBitWeights } from "../models/bit_names.ts";
 import { ProtoWriter } from "./protobuf.ts";
 import type { TensorEntry } from "./safetensors.ts";
 import { escapeLocalName, readSavedModel } from "./savedmodel.ts";

@@ -1,15 +1,16 @@
 /**
- * The embedder's contract beyond numerics: plan once and run many, and clear errors for bad images, bad
- * weights, non-finite results, a lost device and batches that do not fit.
+ * The embedder runtime's contract beyond numerics, on the tiny BiT and ResNet models: plan once and run
+ * many, and clear errors for bad images, bad weights, non-finite results, a lost device and batches that
+ * do not fit.
  */
 import assert from "node:assert/strict";
 import { gpuTest } from "../tests/_gpu.ts";
-import { createBitEmbedder } from "./bit_embedder.ts";
-import { bitArchitecture } from "./bit_arch.ts";
-import { proceduralSource } from "../weights/procedural.ts";
+import { createBitEmbedder, createEmbedder } from "../models/registry.ts";
+import { bitArchitecture } from "../models/bit_arch.ts";
+import { bitProceduralSource } from "../models/bit_names.ts";
 import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
-import { acquireGpu, type Gpu } from "../engine/device.ts";
-import { DeviceLostError, ImageError, NonFiniteError, WeightsError } from "../engine/errors.ts";
+import { acquireGpu, type Gpu } from "./device.ts";
+import { DeviceLostError, ImageError, NonFiniteError, WeightsError } from "./errors.ts";
 import { CONV2D_VARIANT_NAMES } from "../kernels/registry.ts";
 import { relativeMaxError } from "../tests/_compare.ts";
 
@@ -21,7 +22,7 @@ async function tinyWeights(
   edit: (tensors: TensorToWrite[]) => TensorToWrite[] = (t) => t,
 ): Promise<Uint8Array> {
   const tensors: TensorToWrite[] = [];
-  for await (const { entry, bytes } of proceduralSource(TINY, "embedder-test").stream()) {
+  for await (const { entry, bytes } of bitProceduralSource(TINY, "embedder-test").stream()) {
     tensors.push({ name: entry.name, dtype: entry.dtype, shape: [...entry.shape], data: bytes.slice() });
   }
   return encodeSafetensors(edit(tensors), { preset: "bit" });
@@ -199,18 +200,18 @@ gpuTest("createBitEmbedder() loads the same weights from bytes, a stream, a URL 
 gpuTest("every convolution variant gives the same embedding within float32 noise", async (gpu) => {
   const bytes = await tinyWeights();
   let want: Float32Array | undefined;
-  for (const convVariant of CONV2D_VARIANT_NAMES) {
-    const embedder = await createBitEmbedder(bytes, { gpu, size: SIZE, convVariant });
+  for (const variant of CONV2D_VARIANT_NAMES) {
+    const embedder = await createBitEmbedder(bytes, { gpu, size: SIZE, kernels: [variant] });
     try {
       const [row] = await embedder.embed([IMAGE]);
       want ??= row;
-      assert.ok(relativeMaxError(row, want) < 1e-5, `${convVariant}: ${relativeMaxError(row, want)}`);
+      assert.ok(relativeMaxError(row, want) < 1e-5, `${variant}: ${relativeMaxError(row, want)}`);
     } finally {
       embedder.dispose();
     }
   }
   await assert.rejects(
-    createBitEmbedder(bytes, { gpu, size: SIZE, convVariant: "max_pool" }),
-    /not a conv2d variant/,
+    createEmbedder(bytes, { gpu, size: SIZE, kernels: ["conv2d_magic"] }),
+    /Cannot force kernel "conv2d_magic": expected one of .*conv2d_tiled/,
   );
 });

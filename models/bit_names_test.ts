@@ -1,16 +1,14 @@
 import assert from "node:assert/strict";
 import { WeightsError } from "../engine/errors.ts";
-import {
-  BIT_R101X3,
-  BIT_R50X1,
-  type BitArchitecture,
-  bitArchitecture,
-  bitTensorShapes,
-} from "../models/bit_arch.ts";
+import { BIT_R101X3, BIT_R50X1, type BitArchitecture, bitArchitecture, bitTensorShapes } from "./bit_arch.ts";
 import { adaptBitWeights, type BitNaming, dermName, presetFromMetadata, storedShape } from "./bit_names.ts";
-import type { TensorEntry } from "./safetensors.ts";
-import { openSafetensorsFile } from "./safetensors_deno.ts";
+import type { TensorEntry } from "../weights/safetensors.ts";
+import { openSafetensorsFile } from "../weights/safetensors_deno.ts";
 import { fixtureWeightsFile } from "../tests/_fixtures.ts";
+import { createHash } from "node:crypto";
+import { bitParameterCount } from "./bit_arch.ts";
+import { bitProceduralSource, bitValueRule } from "./bit_names.ts";
+import { proceduralWeightsRecords } from "../tests/_fixtures.ts";
 
 const R152X4 = bitArchitecture([3, 8, 36, 3], [1024, 2048, 4096, 8192], 256);
 
@@ -184,5 +182,77 @@ Deno.test({
       await bit.close();
       await derm.close();
     }
+  },
+});
+
+Deno.test("bitValueRule() classifies gammas, betas and kernels", () => {
+  assert.deepEqual(bitValueRule("norm.weight", [8]), { a: 1, b: 0.25 });
+  assert.deepEqual(bitValueRule("stages.0.blocks.0.norm1.bias", [8]), { a: 0, b: 0.25 });
+  assert.deepEqual(bitValueRule("stages.0.blocks.0.conv1.weight", [8, 8, 1, 1]), { a: 0, b: 1 });
+});
+
+Deno.test("bitProceduralSource() looks like a safetensors file that adaptBitWeights accepts", async () => {
+  const arch = bitArchitecture([2, 1], [16, 32], 8);
+  for (const naming of ["timm", "derm"] as const) {
+    const source = bitProceduralSource(arch, "s", { naming, preset: "derm" });
+    assert.equal(source.file, "procedural:s");
+    assert.deepEqual(source.metadata, { seed: "s", preset: "derm" });
+    const adapted = adaptBitWeights(source);
+    assert.equal(adapted.naming, naming);
+    assert.deepEqual(adapted.architecture, arch);
+    let previous = -1;
+    for await (const { entry, bytes } of source.stream()) {
+      assert.ok(entry.begin > previous);
+      previous = entry.begin;
+      assert.equal(bytes.length, entry.end - entry.begin);
+    }
+    assert.throws(() => source.stream(new Set(["nope"])), WeightsError);
+    source.close();
+    assert.throws(() => source.stream(), WeightsError);
+  }
+  assert.deepEqual(bitProceduralSource(arch, "t").metadata, { seed: "t" });
+});
+
+Deno.test("bitProceduralSource() equals tiny-bit-64 (timm) and tiny-derm-96 (derm) bit for bit", async () => {
+  // The SHA-256 of every tensor of the original fixture files, recorded in testdata/procedural_weights.json.
+  const records = proceduralWeightsRecords();
+  const cases = [
+    ["bit/tiny-bit-64.safetensors", "fixture/tiny-bit", "timm", [1, 1, 1, 1], 32, 43],
+    ["bit/tiny-derm-96.safetensors", "fixture/tiny-derm", "derm", [2, 1, 1, 1], 64, 52],
+  ] as const;
+  for (const [file, seed, naming, layers, stem, count] of cases) {
+    const record = records[file];
+    assert.equal(record.metadata.seed, seed);
+    const arch = bitArchitecture(layers, [128, 256, 512, 1024], stem);
+    const source = bitProceduralSource(arch, seed, { naming });
+    const got: { name: string; shape: readonly number[]; sha256: string }[] = [];
+    for await (const { entry, bytes } of source.stream()) {
+      got.push({
+        name: entry.name,
+        shape: entry.shape,
+        sha256: createHash("sha256").update(bytes).digest("hex"),
+      });
+    }
+    assert.equal(got.length, count);
+    assert.deepEqual(got, record.tensors.map(({ name, shape, sha256 }) => ({ name, shape, sha256 })), file);
+  }
+});
+
+Deno.test({
+  name: "bitProceduralSource() streams all 381,789,888 values of R101x3 one tensor at a time",
+  ignore: Deno.env.get("DERM_SKIP_SLOW") === "1",
+  async fn() {
+    const start = performance.now();
+    let values = 0, tensors = 0, largest = 0;
+    for await (const { bytes } of bitProceduralSource(BIT_R101X3, "fixture/r101x3").stream()) {
+      values += bytes.length / 4;
+      largest = Math.max(largest, bytes.length);
+      tensors++;
+    }
+    const seconds = (performance.now() - start) / 1000;
+    assert.equal(tensors, 304);
+    assert.equal(values, bitParameterCount(BIT_R101X3));
+    assert.equal(largest, 1536 * 1536 * 9 * 4);
+    console.log(`R101x3 procedural weights: ${values} values in ${seconds.toFixed(2)} s`);
   },
 });

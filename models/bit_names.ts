@@ -1,6 +1,7 @@
 /**
- * Name adapters: map a file's tensors (timm or Derm/flax naming) onto the timm names the engine uses,
- * infer the architecture from them, and check that every tensor is there with the right shape.
+ * BiT's names: map a file's tensors (timm or Derm/flax naming) onto the timm names the graph uses, infer
+ * the architecture from them, and check that every tensor is there with the right shape; and the
+ * procedural weights of the fixtures under either naming.
  *
  * timm: `stem.conv.weight` [O,I,7,7] (OIHW), `stages.{s}.blocks.{b}.{norm1,conv1,norm2,conv2,norm3,conv3}.*`,
  * `stages.{s}.blocks.0.downsample.conv.weight`, `norm.{weight,bias}`; norms [C]. Head: `head.*`.
@@ -13,8 +14,9 @@
  * @module
  */
 import { WeightsError } from "../engine/errors.ts";
-import { type BitArchitecture, bitArchitecture, bitTensorShapes } from "../models/bit_arch.ts";
-import type { TensorEntry } from "./safetensors.ts";
+import { type BitArchitecture, bitArchitecture, bitTensorShapes } from "./bit_arch.ts";
+import type { TensorEntry, TensorSource } from "../engine/tensor_source.ts";
+import { type ProceduralTensor, proceduralSource, type ValueRule } from "../weights/procedural.ts";
 
 /** Tensor naming scheme of a file. */
 export type BitNaming = "timm" | "derm";
@@ -243,4 +245,44 @@ export function presetFromMetadata(
   const preset = metadata && Object.hasOwn(metadata, "preset") ? metadata.preset : undefined;
   if (preset === "derm" || preset === "bit") return preset;
   return naming === "derm" ? "derm" : "bit";
+}
+
+/**
+ * The value rule of a BiT tensor (testdata/FIXTURES_README.md): 1-D names ending in "weight" are GroupNorm
+ * gammas (1 + 0.25 v), names ending in "bias" betas (0.25 v), the rest convolution kernels (v).
+ */
+export function bitValueRule(name: string, shape: readonly number[]): ValueRule {
+  if (shape.length === 1 && name.endsWith("weight")) return { a: 1, b: 0.25 };
+  if (name.endsWith("bias")) return { a: 0, b: 0.25 };
+  return { a: 0, b: 1 };
+}
+
+/**
+ * A source of the procedural weights of `arch` (the fixtures' formula over timm names), as a float32
+ * safetensors file would hold them under `naming` (timm: OIHW and [C]; derm: HWIO and [1,1,1,C]).
+ *
+ * @param arch The architecture.
+ * @param seed The case seed.
+ * @param options Naming (default timm) and the `preset` to record in the metadata.
+ * @returns The source; file `procedural:<seed>`, metadata `{ seed, preset? }`.
+ * @example
+ * ```ts
+ * const source = bitProceduralSource(BIT_R101X3, "fixture/r101x3", { naming: "derm", preset: "derm" });
+ * ```
+ */
+export function bitProceduralSource(
+  arch: BitArchitecture,
+  seed: string,
+  options: { naming?: BitNaming; preset?: string } = {},
+): TensorSource {
+  const naming = options.naming ?? "timm";
+  const tensors: ProceduralTensor[] = bitTensorShapes(arch).map(({ name, shape }) => ({
+    name: naming === "timm" ? name : dermName(name),
+    hashName: name,
+    shape,
+    storedShape: storedShape(shape, naming),
+    layout: naming === "derm" && shape.length === 4 ? "HWIO" : undefined,
+    rule: bitValueRule(name, shape),
+  }));
+  return proceduralSource(tensors, seed, options.preset === undefined ? {} : { preset: options.preset });
 }

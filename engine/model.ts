@@ -1,0 +1,85 @@
+/**
+ * What a model family gives the engine: a {@linkcode ModelDefinition} says, for weights already opened,
+ * which resident tensors to build and how ({@linkcode WeightRecipe}), the graph for an input size and
+ * batch, the preprocessing, and the embedding's size. The engine (`engine/embedder.ts`) does everything
+ * else: upload, plans, batching, input stage, diagnosis, timings.
+ *
+ * This module is browser compatible.
+ * @module
+ */
+import type { Graph } from "./graph.ts";
+import type { KernelLaunch, KernelSpec } from "./kernel.ts";
+import type { Preprocessing } from "./preprocessing.ts";
+import type { TensorChunk } from "./tensor_source.ts";
+
+/**
+ * A CPU transform: reads its source tensors' raw chunks (in `sources` order; decode them with
+ * `weights/dtypes.ts`) and returns one float32 array per resident tensor it makes (in `outputs` order),
+ * already in the layout the kernels read. BatchNorm folding, transposes, reshapes.
+ */
+export interface CpuWeightTransform {
+  readonly kind: "cpu";
+  run(inputs: readonly TensorChunk[]): readonly Float32Array[];
+}
+
+/**
+ * A GPU transform: one source's bytes, in a staging buffer, through a kernel into the resident tensor
+ * (BiT's weight standardisation on the raw F32/F16/BF16 bytes).
+ */
+export interface GpuWeightTransform {
+  readonly kind: "gpu";
+  /** The kernel: binding 0 reads the staged bytes, binding 1 writes the resident tensor, then uniforms. */
+  readonly spec: KernelSpec;
+  /** The bytes to stage for `chunk` (its raw bytes, or a CPU decoding of them) and the kernel's launch. */
+  input(chunk: TensorChunk): { bytes: Uint8Array; launch: KernelLaunch };
+  /** Bytes of the resident tensor. */
+  readonly outputBytes: number;
+}
+
+/** How to build resident tensors from stored ones. */
+export interface WeightRecipe {
+  /** Stored tensor names read (the file's own names), all required. */
+  readonly sources: readonly string[];
+  /** Resident tensor names made (the graph's weight names). */
+  readonly outputs: readonly string[];
+  /** The transform (a GPU transform has exactly one source and one output). */
+  readonly transform: CpuWeightTransform | GpuWeightTransform;
+}
+
+/** Facts every output file records about the model that made its embeddings. */
+export interface ModelFacts {
+  /** The family (`bit`, `resnet`, `vit`). */
+  readonly family: string;
+  /** A one-line architecture summary, e.g. `BiT units 3/4/23/3 widths 768/1536/3072/6144 stem 192`. */
+  readonly architecture: string;
+  /** The preprocessing preset (`derm`, `bit`, `imagenet`). */
+  readonly preset: string;
+  /** Model input size S. */
+  readonly size: number;
+  /** Floats per embedding. */
+  readonly embeddingSize: number;
+}
+
+/** A model ready to be uploaded: made by a family from opened weights and options. */
+export interface ModelDefinition {
+  /** The family's name. */
+  readonly family: string;
+  /** The preset in use. */
+  readonly preset: string;
+  /** Input size S used when none is asked for. */
+  readonly defaultSize: number;
+  /** Floats per embedding. */
+  readonly embeddingSize: number;
+  /** Parameters the model uses (elements of the stored tensors read). */
+  readonly parameters: number;
+  /** One-line architecture summary (outputs and logs). */
+  readonly architecture: string;
+  /** Resident tensors and how to make them. */
+  readonly weights: readonly WeightRecipe[];
+  /** Checks an input size, throwing a RangeError that says what the model accepts. */
+  checkSize(size: number): void;
+  /** The preprocessing for input size S. */
+  preprocessing(size: number): Preprocessing;
+  /** The network for input size S and a batch. */
+  graph(size: number, batch: number): Graph;
+}

@@ -1,0 +1,336 @@
+/**
+ * Streams a model's weights from a {@linkcode TensorSource} to GPU buffers, one stored tensor at a time,
+ * through each {@linkcode WeightRecipe}'s transform (a CPU function or a GPU kernel), so that a 1.5 GB file
+ * is never in memory whole: a recipe's sources are held only until its last source has arrived.
+ *
+ * Every resident tensor is checked for NaN and infinity (CPU results on the CPU, GPU results by one
+ * check kernel pass at the end): a bad value is a {@linkcode WeightsError} naming the stored tensor.
+ *
+ * This module is browser compatible.
+ * @module
+ */
+import type { KernelLaunch, KernelSpec, LaunchLimits } from "./kernel.ts";
+import type { CpuWeightTransform, GpuWeightTransform, WeightRecipe } from "./model.ts";
+import type { WeightBinding } from "./lowering.ts";
+import { checkedGpuCall, type Gpu } from "./device.ts";
+import { createKernelPipeline } from "./plan.ts";
+import { WeightsError } from "./errors.ts";
+import type { TensorChunk, TensorSource } from "./tensor_source.ts";
+
+/** The check kernel: reads a buffer (binding 0), sets a u32 flag (binding 1) when it holds NaN/Inf. */
+export interface NonfiniteKernel {
+  readonly spec: KernelSpec;
+  launch(shape: { n: number; perImage: number }, limits?: LaunchLimits): KernelLaunch;
+}
+
+/** Weights resident on the GPU. */
+export interface ResidentWeights {
+  /** The file they came from. */
+  readonly file: string;
+  /** The file's metadata. */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Buffers by resident (graph) name. */
+  readonly buffers: ReadonlyMap<string, WeightBinding>;
+  /** Elements of the stored tensors read. */
+  readonly parameters: number;
+  /** Bytes of GPU memory the buffers take. */
+  readonly bytes: number;
+  /** Frees the buffers. */
+  dispose(): void;
+}
+
+/** Options of {@linkcode uploadWeights}. */
+export interface UploadWeightsOptions {
+  /** Called after each stored tensor with the bytes read so far and the total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+// Submitted but unfinished uploads are capped so the driver's staging copies stay bounded.
+const BYTES_IN_FLIGHT = 256 * 1024 * 1024;
+
+function align4(n: number): number {
+  return Math.max(4, Math.ceil(n / 4) * 4);
+}
+
+/**
+ * Reads every stored tensor the recipes name and builds the resident tensors.
+ *
+ * @param gpu The device.
+ * @param source The weights.
+ * @param recipes What to build (from the model definition).
+ * @param nonfinite The check kernel.
+ * @param options Progress callback.
+ * @returns The resident weights; the source is closed.
+ * @throws {WeightsError} For a missing tensor, a transform's error, or a NaN/infinite value, naming the
+ *   file and the stored tensor.
+ */
+export async function uploadWeights(
+  gpu: Gpu,
+  source: TensorSource,
+  recipes: readonly WeightRecipe[],
+  nonfinite: NonfiniteKernel,
+  options: UploadWeightsOptions = {},
+): Promise<ResidentWeights> {
+  const device = gpu.device;
+  const file = source.file;
+  const fail = (tensor: string, message: string) =>
+    new WeightsError(file, tensor, `Cannot load "${tensor}" from "${file}": ${message}`);
+  // Which recipe waits for which stored tensor; how many sources each still needs.
+  const waiting = new Map<string, number[]>();
+  const remaining = recipes.map((r) => r.sources.length);
+  const held = recipes.map(() => new Map<string, TensorChunk>());
+  let total = 0;
+  let parameters = 0;
+  let stagingBytes = 4;
+  const outputs = new Set<string>();
+  recipes.forEach((r, i) => {
+    for (const name of r.sources) {
+      const entry = source.tensors.get(name);
+      if (!entry) throw fail(name, "no such tensor in the file");
+      if (!waiting.has(name)) {
+        waiting.set(name, []);
+        total += entry.end - entry.begin;
+        parameters += entry.shape.reduce((a, b) => a * b, 1);
+      }
+      waiting.get(name)!.push(i);
+      if (r.transform.kind === "gpu") {
+        // Room for the raw bytes or a float32 decoding of them.
+        const count = entry.shape.reduce((a, b) => a * b, 1);
+        stagingBytes = Math.max(stagingBytes, align4(Math.max(entry.end - entry.begin, 4 * count)));
+      }
+    }
+    for (const o of r.outputs) {
+      if (outputs.has(o)) throw new TypeError(`Cannot plan the weights: "${o}" is made twice`);
+      outputs.add(o);
+    }
+    if (r.transform.kind === "gpu" && (r.sources.length !== 1 || r.outputs.length !== 1)) {
+      throw new TypeError(`Cannot plan the weights: a GPU transform makes one tensor from one, "${r.outputs}"`);
+    }
+  });
+  const buffers = new Map<string, WeightBinding>();
+  const created: GPUBuffer[] = [];
+  const gpuMade: { name: string; source: string; buffer: GPUBuffer }[] = [];
+  let bytes = 0;
+  const pipelines = new Map<KernelSpec, GPUComputePipeline>();
+  let staging: GPUBuffer | undefined;
+  let uniforms: GPUBuffer | undefined;
+  const scratch = () => {
+    staging ??= device.createBuffer({
+      label: "weights/staging",
+      size: stagingBytes,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    uniforms ??= device.createBuffer({
+      label: "weights/uniforms",
+      size: 256,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    return { staging, uniforms };
+  };
+
+  const runCpu = async (r: WeightRecipe, t: CpuWeightTransform, inputs: TensorChunk[]) => {
+    let values: readonly Float32Array[];
+    try {
+      values = t.run(inputs);
+    } catch (e) {
+      if (e instanceof WeightsError) throw e;
+      throw fail(r.sources[0], (e as Error).message);
+    }
+    if (values.length !== r.outputs.length) {
+      throw new TypeError(`Cannot build "${r.outputs}": the transform made ${values.length} tensors`);
+    }
+    values.forEach((v, k) => {
+      const bad = v.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) {
+        throw fail(r.sources[0], `element ${bad} of "${r.outputs[k]}" is ${v[bad]} (NaN or infinite values)`);
+      }
+    });
+    await checkedGpuCall(device, `load weights/${r.outputs.join(",")}`, () => {
+      values.forEach((v, k) => {
+        const b = device.createBuffer({
+          label: r.outputs[k],
+          size: align4(v.byteLength),
+          usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+        });
+        created.push(b);
+        device.queue.writeBuffer(b, 0, v as Float32Array<ArrayBuffer>);
+        buffers.set(r.outputs[k], { buffer: b });
+        bytes += b.size;
+      });
+    });
+  };
+
+  const runGpu = async (r: WeightRecipe, t: GpuWeightTransform, input: TensorChunk) => {
+    let staged: { bytes: Uint8Array; launch: KernelLaunch };
+    try {
+      staged = t.input(input);
+    } catch (e) {
+      if (e instanceof WeightsError) throw e;
+      throw fail(r.sources[0], (e as Error).message);
+    }
+    const { bytes: raw, launch } = staged;
+    const { staging, uniforms } = scratch();
+    let pipeline = pipelines.get(t.spec);
+    if (!pipeline) {
+      pipeline = await checkedGpuCall(device, `load weights/${t.spec.name}`, () => createKernelPipeline(device, t.spec));
+      pipelines.set(t.spec, pipeline);
+    }
+    const out = await checkedGpuCall(device, `load weights/${r.outputs[0]}`, () => {
+      const out = device.createBuffer({
+        label: r.outputs[0],
+        size: align4(t.outputBytes),
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+      });
+      created.push(out);
+      const padded = raw.byteLength % 4 === 0 && raw.buffer instanceof ArrayBuffer
+        ? raw as Uint8Array<ArrayBuffer>
+        : padTo4(raw);
+      device.queue.writeBuffer(staging, 0, padded);
+      device.queue.writeBuffer(uniforms, 0, launch.uniforms);
+      const bindGroup = device.createBindGroup({
+        label: `${r.outputs[0]}/${t.spec.name}`,
+        layout: pipeline!.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: staging, size: align4(raw.byteLength) } },
+          { binding: 1, resource: { buffer: out } },
+          { binding: 2, resource: { buffer: uniforms, size: launch.uniforms.byteLength } },
+        ],
+      });
+      const encoder = device.createCommandEncoder({ label: `${r.outputs[0]}/${t.spec.name}` });
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(pipeline!);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(...launch.workgroups);
+      pass.end();
+      device.queue.submit([encoder.finish()]);
+      return out;
+    });
+    buffers.set(r.outputs[0], { buffer: out });
+    gpuMade.push({ name: r.outputs[0], source: r.sources[0], buffer: out });
+    bytes += out.size;
+    return raw.byteLength;
+  };
+
+  try {
+    let done = 0;
+    let inFlight = 0;
+    for await (const chunk of source.stream(new Set(waiting.keys()))) {
+      const name = chunk.entry.name;
+      for (const i of waiting.get(name) ?? []) {
+        held[i].set(name, chunk);
+        if (--remaining[i] > 0) continue;
+        const r = recipes[i];
+        const inputs = r.sources.map((s) => held[i].get(s)!);
+        held[i].clear();
+        if (r.transform.kind === "cpu") await runCpu(r, r.transform, inputs);
+        else inFlight += await runGpu(r, r.transform, inputs[0]);
+      }
+      done += chunk.entry.end - chunk.entry.begin;
+      options.onProgress?.(done, total);
+      if (inFlight > BYTES_IN_FLIGHT) {
+        await device.queue.onSubmittedWorkDone();
+        inFlight = 0;
+      }
+    }
+    const missing = recipes.findIndex((_, i) => remaining[i] > 0);
+    if (missing >= 0) {
+      const name = recipes[missing].sources.find((s) => !held[missing].has(s)) ?? recipes[missing].sources[0];
+      throw fail(name, "the stream ended before it");
+    }
+    await checkGpuResults(gpu, file, gpuMade, nonfinite);
+    const own = [...created];
+    return {
+      file,
+      metadata: source.metadata,
+      buffers,
+      parameters,
+      bytes,
+      dispose: () => own.forEach((b) => b.destroy()),
+    };
+  } catch (e) {
+    created.forEach((b) => b.destroy());
+    throw e;
+  } finally {
+    (staging as GPUBuffer | undefined)?.destroy();
+    (uniforms as GPUBuffer | undefined)?.destroy();
+    await source.close();
+  }
+}
+
+/**
+ * A NaN or infinity in a raw kernel makes its GPU-transformed output non-finite: one flag per tensor, read
+ * back once, names the first bad stored tensor.
+ */
+async function checkGpuResults(
+  gpu: Gpu,
+  file: string,
+  made: readonly { name: string; source: string; buffer: GPUBuffer }[],
+  kernel: NonfiniteKernel,
+): Promise<void> {
+  if (made.length === 0) return;
+  const device = gpu.device;
+  const pipeline = createKernelPipeline(device, kernel.spec);
+  // One flag per tensor, each at an offset the storage binding alignment allows.
+  const stride = Math.max(4, gpu.limits.minStorageBufferOffsetAlignment);
+  const flags = device.createBuffer({
+    label: "weights/nonfinite",
+    size: made.length * stride,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
+  const read = device.createBuffer({
+    label: "weights/nonfinite/read",
+    size: flags.size,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const uniforms: GPUBuffer[] = [];
+  try {
+    const encoder = device.createCommandEncoder({ label: "weights/nonfinite" });
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(pipeline);
+    made.forEach((m, i) => {
+      const launch = kernel.launch({ n: 1, perImage: m.buffer.size / 4 }, gpu.limits);
+      const u = device.createBuffer({
+        size: launch.uniforms.byteLength,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      });
+      uniforms.push(u);
+      device.queue.writeBuffer(u, 0, launch.uniforms);
+      pass.setBindGroup(
+        0,
+        device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: [
+            { binding: 0, resource: { buffer: m.buffer } },
+            { binding: 1, resource: { buffer: flags, offset: i * stride, size: 4 } },
+            { binding: 2, resource: { buffer: u } },
+          ],
+        }),
+      );
+      pass.dispatchWorkgroups(...launch.workgroups);
+    });
+    pass.end();
+    encoder.copyBufferToBuffer(flags, 0, read, 0, flags.size);
+    device.queue.submit([encoder.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const values = new Uint32Array(read.getMappedRange().slice(0));
+    read.unmap();
+    const bad = made.findIndex((_, i) => values[(i * stride) / 4] !== 0);
+    if (bad >= 0) {
+      throw new WeightsError(
+        file,
+        made[bad].source,
+        `Cannot load "${made[bad].source}" from "${file}": it holds NaN or infinite values`,
+      );
+    }
+  } finally {
+    flags.destroy();
+    read.destroy();
+    uniforms.forEach((u) => u.destroy());
+  }
+}
+
+function padTo4(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(align4(bytes.byteLength));
+  out.set(bytes);
+  return out;
+}
