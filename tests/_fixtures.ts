@@ -214,3 +214,50 @@ export function fixtureWeightsFile(relative: string): Promise<string> {
   }
   return path;
 }
+
+/** One entry of testdata/groeger/cases.json (the ViT and ResNet-50 cases of Gröger et al.'s models). */
+export interface GroegerCase {
+  name: string;
+  family: "vit" | "resnet";
+  seed: string;
+  image: string;
+  resize: number;
+  size: number;
+  intermediates?: boolean;
+  store_weights?: boolean;
+  store_checkpoint?: boolean;
+  checkpoint?: "dino" | "byol";
+  checkpoint_format?: "legacy" | "zip";
+  // resnet
+  layers?: number[];
+  width_per_group?: number;
+  // vit
+  patch?: number;
+  dim?: number;
+  depth?: number;
+  heads?: number;
+  vit_blocks?: number;
+}
+
+/** Reads testdata/groeger/cases.json. */
+export function groegerCases(): GroegerCase[] {
+  return readTestdataJson<GroegerCase[]>("groeger/cases.json");
+}
+
+/** Reads a Gröger case's `testdata/groeger/NAME.ref.safetensors`. */
+export function readGroegerReference(
+  name: string,
+): { tensors: Map<string, RefTensor>; metadata: Record<string, string> } {
+  const file = `groeger/${name}.ref.safetensors`;
+  return parseReference(readTestdata(file), file);
+}
+
+/** The image file of a Gröger case. */
+export function groegerImagePath(c: GroegerCase): string {
+  return testdataPath(new URL(c.image, "file:///groeger/").pathname.slice(1));
+}
+
+/** testdata/groeger/README.md's bound: max(2 x PyTorch float32's own error, 2e-6), never above 5e-5. */
+export function groegerBound(metadata: Record<string, string>): number {
+  return Math.min(Math.max(2 * Number(metadata.torch_f32_max_rel_err), 2e-6), 5e-5);
+}

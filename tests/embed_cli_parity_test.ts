@@ -20,7 +20,9 @@ function proceduralArgument(layers: number[], channels: number[], stem: number, 
   const listing = (t: { tensors: ReadonlyMap<string, { shape: readonly number[] }> }) =>
     JSON.stringify([...t.tensors].map(([n, e]) => [n, e.shape]));
   const want = listing(bitProceduralSource(bitArchitecture(layers, channels, stem), seed));
-  const name = Object.keys(PROCEDURAL_MODELS).find((n) => listing(PROCEDURAL_MODELS[n].source(seed)) === want);
+  const name = Object.keys(PROCEDURAL_MODELS).find((n) =>
+    listing(PROCEDURAL_MODELS[n].source(seed)) === want
+  );
   if (!name) throw new Error(`No procedural architecture matches layers ${layers}, channels ${channels}`);
   return `procedural:${name}:${seed}`;
 }

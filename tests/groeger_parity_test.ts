@@ -1,0 +1,89 @@
+/**
+ * Model parity for Gröger et al.'s models: every case of testdata/groeger/cases.json against its float64
+ * reference, within max(2 x PyTorch float32's own error, 2e-6).
+ *
+ * Per case: the preprocessing (Pillow's resize and crop) must give `input_u8` byte for byte; the reference
+ * input through the network (tiny cases: every intermediate too, so a failure names the layer); and the
+ * image file through the whole pipeline (decode, Pillow resize on the CPU, normalisation on the GPU,
+ * network). Full-size models (224) are the slow tier.
+ */
+import assert from "node:assert/strict";
+import { gpuTest } from "./_gpu.ts";
+import {
+  groegerBound,
+  type GroegerCase,
+  groegerCases,
+  groegerImagePath,
+  readGroegerReference,
+} from "./_fixtures.ts";
+import { relativeMaxError } from "./_compare.ts";
+import { createEmbedder } from "../models/registry.ts";
+import { resnetProceduralSource } from "../models/resnet.ts";
+import { decodeImage } from "../engine/image_decode.ts";
+import { cpuPreprocess } from "../engine/input_stage.ts";
+import type { TensorSource } from "../engine/tensor_source.ts";
+
+/** The procedural weights of a case. */
+export function groegerCaseWeights(c: GroegerCase): TensorSource {
+  if (c.family === "resnet") {
+    return resnetProceduralSource({
+      layers: c.layers!,
+      widthPerGroup: c.width_per_group ?? 64,
+      stemChannels: 64,
+    }, c.seed);
+  }
+  throw new Error(`No weights for family ${c.family} yet`);
+}
+
+const CHECKPOINTS: Record<string, string[]> = {
+  resnet: ["stem", "layer1", "layer2", "layer3", "layer4"],
+};
+
+for (const c of groegerCases().filter((x) => x.family === "resnet")) {
+  gpuTest(`groeger parity: ${c.name} matches the float64 reference`, async (gpu) => {
+    const ref = readGroegerReference(c.name);
+    const bound = groegerBound(ref.metadata);
+    const want = ref.tensors.get("embedding_f64")!.data;
+    const imageBytes = await Deno.readFile(groegerImagePath(c));
+    // Pillow's resize and crop, byte for byte.
+    const embedder = await createEmbedder(groegerCaseWeights(c), {
+      gpu,
+      size: c.size,
+      resize: c.resize,
+      maxBatch: 1,
+    });
+    try {
+      const u8 = cpuPreprocess(await decodeImage(imageBytes, c.image), embedder.preprocessing);
+      const wantU8 = ref.tensors.get("input_u8")!.data;
+      const gotU8 = Float64Array.from(
+        { length: c.size * c.size * 3 },
+        (_, i) => u8.rgba[Math.floor(i / 3) * 4 + (i % 3)],
+      );
+      assert.deepEqual(gotU8, wantU8, `${c.name}: input_u8 differs from Pillow's`);
+      const checkpoints = (c.intermediates ? CHECKPOINTS[c.family] : []).filter((k) => ref.tensors.has(k));
+      const fromInput = await embedder.embedInputs(Float32Array.from(ref.tensors.get("input")!.data), {
+        checkpoints,
+      });
+      const errors: [string, number][] = checkpoints.map((k) => [
+        k,
+        relativeMaxError(fromInput.checkpoints.get(k)!, ref.tensors.get(k)!.data),
+      ]);
+      errors.push(["embedding (reference input)", relativeMaxError(fromInput.rows[0], want)]);
+      const [row] = await embedder.embed([{ bytes: imageBytes, name: c.image }]);
+      errors.push(["embedding (image file)", relativeMaxError(row, want)]);
+      console.log(
+        `${c.name}: bound ${bound.toExponential(2)}; ${
+          errors.map(([k, e]) => `${k} ${e.toExponential(2)}`).join("; ")
+        }`,
+      );
+      for (const [k, e] of errors) {
+        assert.ok(
+          e <= bound,
+          `${c.name}: ${k} relative error ${e.toExponential(3)} over ${bound.toExponential(3)}`,
+        );
+      }
+    } finally {
+      embedder.dispose();
+    }
+  }, { slow: c.size >= 224 });
+}
