@@ -8,8 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { WeightsError } from "../engine/errors.ts";
-import type { BitArchitecture } from "../models/bit_arch.ts";
-import { adaptBitWeights, presetFromMetadata } from "../models/bit_names.ts";
+import { FAMILIES } from "../models/registry.ts";
 import {
   decodeToFloat32,
   entriesInFileOrder,
@@ -85,13 +84,6 @@ async function openSource(src: string): Promise<{ source: TensorSource; format: 
   );
 }
 
-/** "BiT units 3/4/23/3 widths 768/1536/3072/6144 stem 192". */
-export function describeArchitecture(arch: BitArchitecture): string {
-  const units = arch.stages.map((s) => s.units).join("/");
-  const widths = arch.stages.map((s) => s.channels).join("/");
-  return `BiT units ${units} widths ${widths} stem ${arch.stemChannels}`;
-}
-
 /**
  * Converts float32 bytes to float16 bytes, rounding to nearest even (overflow to infinity, NaN kept NaN);
  * the same results as `numberToFloat16Bits`, without a call per element.
@@ -151,32 +143,29 @@ function retype(
 }
 
 /**
- * A view of `source` holding only `keep`, every tensor in `dtype`, converted as it streams.
+ * A view of `source` holding only the tensors of `keep` (output name to stored tensor name), every tensor
+ * in `dtype`, renamed and converted as it streams.
  *
  * @param source The source.
- * @param keep Names to keep.
+ * @param keep Output names and the stored tensors they come from.
  * @param dtype Output element type.
- * @returns A source (offsets are those of the output's data section).
+ * @returns A source (offsets are those of the output's data section, in the stored file order).
  */
 export function convertedSource(
   source: TensorSource,
-  keep: ReadonlySet<string>,
+  keep: ReadonlyMap<string, string>,
   dtype: OutputDtype,
 ): TensorSource {
+  const outOf = new Map([...keep].map(([out, stored]) => [stored, out]));
   const tensors = new Map<string, TensorEntry>();
   const original = new Map<string, TensorEntry>();
   let offset = 0;
   const size = dtype === "F32" ? 4 : 2;
   for (const entry of entriesInFileOrder(source.tensors.values())) {
-    if (!keep.has(entry.name)) continue;
+    const name = outOf.get(entry.name);
+    if (name === undefined) continue;
     const bytes = entry.shape.reduce((a, b) => a * b, 1) * size;
-    tensors.set(entry.name, {
-      name: entry.name,
-      dtype,
-      shape: [...entry.shape],
-      begin: offset,
-      end: offset + bytes,
-    });
+    tensors.set(name, { name, dtype, shape: [...entry.shape], begin: offset, end: offset + bytes });
     original.set(entry.name, entry);
     offset += bytes;
   }
@@ -185,11 +174,11 @@ export function convertedSource(
     metadata: source.metadata,
     tensors,
     stream(wanted?: ReadonlySet<string>): AsyncIterable<TensorChunk> {
-      const names = new Set(wanted ?? tensors.keys());
+      const names = new Set([...(wanted ?? tensors.keys())].map((n) => keep.get(n) ?? n));
       const inner = source.stream(names);
       return (async function* () {
         for await (const { entry, bytes } of inner) {
-          yield { entry: tensors.get(entry.name)!, bytes: retype(original.get(entry.name)!, bytes, dtype) };
+          yield { entry: tensors.get(outOf.get(entry.name)!)!, bytes: retype(original.get(entry.name)!, bytes, dtype) };
         }
       })();
     },
@@ -217,12 +206,9 @@ export interface ConvertResult {
 export interface ConvertOptions {
   /** Output element type (default F32). */
   dtype?: OutputDtype;
-  /** Preset to record (default: by naming). */
-  preset?: "derm" | "bit";
+  /** Preset to record (default: the family's, from the file's metadata or naming). */
+  preset?: string;
 }
-
-const DERM_STEM = "params.feature_extractor.root_block.conv_root.kernel";
-const TIMM_STEM = "stem.conv.weight";
 
 /**
  * Converts `src` to the safetensors file `out`.
@@ -247,19 +233,23 @@ export async function convert(
     for (const d of (source as Partial<SavedModelSource>).dropped ?? []) {
       dropped.push({ name: d.variable.name || d.variable.key, reason: d.reason });
     }
-    const keep = new Set(source.tensors.keys());
-    const metadata: Record<string, string> = {};
-    let preset = options.preset;
-    if (source.tensors.has(DERM_STEM) || source.tensors.has(TIMM_STEM)) {
-      const adapted = adaptBitWeights(source);
-      for (const name of adapted.ignored) {
-        keep.delete(name);
-        dropped.push({ name, reason: "classifier head" });
-      }
-      preset ??= presetFromMetadata(source.metadata, adapted.naming);
-      metadata.architecture = describeArchitecture(adapted.architecture);
-    }
+    // A model family decides what the engine reads and under which names, and the rest is dropped;
+    // tensors of no known family (another SavedModel) are all kept, as they are.
+    const family = FAMILIES.find((f) => f.detect(source));
+    const inventory = family?.inventory(source);
+    const keep = new Map(
+      inventory
+        ? [...inventory.tensors].map(([name, entry]) => [name, entry.name])
+        : [...source.tensors.keys()].map((name) => [name, name]),
+    );
+    dropped.push(...inventory?.ignored ?? []);
     if (keep.size === 0) throw new WeightsError(src, "", `Cannot convert "${src}": no tensors to write`);
+    const metadata: Record<string, string> = {};
+    if (inventory) {
+      metadata.family = inventory.family;
+      metadata.architecture = inventory.architecture.summary;
+    }
+    const preset = options.preset ?? inventory?.preset;
     if (preset) metadata.preset = preset;
     metadata.source = `${format}:${src}`;
     metadata.converter = CONVERTER_VERSION;
@@ -314,8 +304,8 @@ export async function main(args: string[]): Promise<number> {
   const dtype = (values.dtype ?? "f32").toLowerCase();
   if (dtype !== "f32" && dtype !== "f16") return usage(`--dtype must be f32 or f16, got "${values.dtype}"`);
   const preset = values.preset;
-  if (preset !== undefined && preset !== "derm" && preset !== "bit") {
-    return usage(`--preset must be derm or bit, got "${preset}"`);
+  if (preset !== undefined && !["derm", "bit", "imagenet"].includes(preset)) {
+    return usage(`--preset must be derm, bit or imagenet, got "${preset}"`);
   }
   const [src] = positionals;
   if (src.replace(/\/+$/, "") === values.out) return usage("--out must differ from SRC");

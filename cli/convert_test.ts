@@ -9,7 +9,7 @@ import { zipSync } from "fflate";
 import { convert, CONVERTER_VERSION, float32BytesToFloat16, main } from "./convert.ts";
 import { WeightsError } from "../engine/errors.ts";
 import { bitArchitecture } from "../models/bit_arch.ts";
-import { createBitEmbedder } from "../models/bit_embedder.ts";
+import { createBitEmbedder } from "../models/registry.ts";
 import { bitProceduralSource } from "../models/bit_names.ts";
 import { adaptBitWeights } from "../models/bit_names.ts";
 import { decodeToFloat32, type TensorSource } from "../weights/safetensors.ts";
@@ -100,6 +100,7 @@ Deno.test("convert writes a Derm-shaped SavedModel with its names, architecture 
     await writeDermSavedModel(`${dir}/derm`, procedural);
     const result = await convert(`${dir}/derm`, `${dir}/out.safetensors`);
     assert.deepEqual(result.metadata, {
+      family: "bit",
       architecture: "BiT units 1/1/1/1 widths 16/32/64/128 stem 8",
       preset: "derm",
       source: `tensorflow-savedmodel:${dir}/derm`,
@@ -263,7 +264,11 @@ async function hostile(
   options: Parameters<typeof writeDermSavedModel>[2] = {},
 ): Promise<void> {
   await withTempDir(async (dir) => {
-    await writeDermSavedModel(`${dir}/model`, bitProceduralSource(TINY, "hostile", { naming: "derm" }), options);
+    await writeDermSavedModel(
+      `${dir}/model`,
+      bitProceduralSource(TINY, "hostile", { naming: "derm" }),
+      options,
+    );
     const src = (await spoil(`${dir}/model`)) ?? `${dir}/model`;
     await Deno.mkdir(`${dir}/out`);
     const out = `${dir}/out/model.safetensors`;

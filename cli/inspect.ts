@@ -1,33 +1,34 @@
 /**
- * `deno task inspect MODEL.safetensors`: what a weights file holds, read from its header only: architecture,
- * preset, parameter count, dtypes, naming, ignored head tensors and the converter's metadata.
+ * `deno task inspect MODEL`: what a weights file holds, read from its header only: the model family,
+ * architecture, preset, parameter count, dtypes, naming, the tensors the engine ignores and the file's
+ * metadata. Any family of `models/registry.ts`.
  * @module
  */
 import { parseArgs } from "node:util";
-import { adaptBitWeights, presetFromMetadata } from "../models/bit_names.ts";
-import { type BitArchitecture, bitParameterCount } from "../models/bit_arch.ts";
+import { detectFamily } from "../models/registry.ts";
 import { openSafetensorsFile } from "../weights/safetensors_deno.ts";
 import { openNpzFile } from "../weights/npz_deno.ts";
-import type { TensorSource } from "../weights/safetensors.ts";
+import type { TensorSource } from "../engine/tensor_source.ts";
 import { reportError } from "./errors.ts";
 
-const HELP = `deno task inspect: describe a Derm Foundation / BiT weights file
+const HELP = `deno task inspect: describe a weights file (Derm Foundation / BiT, ResNet)
 
 Usage:
   deno task inspect [--json] MODEL.safetensors
   deno task inspect [--json] BiT-M-R101x3.npz
 
-Reads the header only (no tensor data) and prints the architecture (stem, units and widths per stage),
-preset, parameter count, dtypes, tensor naming (timm or derm), ignored head tensors and the file's
-metadata (source, converter).
+Reads the header only (no tensor data) and prints the model family, its architecture, the embedding size,
+preset, parameter count, dtypes, tensor naming, the tensors the engine ignores (classifier head, training
+state) and the file's metadata (source, converter).
 
 Options:
-  --json   print one JSON object instead of text (fields: file, bytes, naming, preset, presetFrom,
-           architecture {name, depth, width, stemChannels, stages[]}, tensors, parameters, dtypes,
-           ignored[], metadata)
+  --json   print one JSON object instead of text (fields: file, bytes, family, naming, preset, presetFrom,
+           architecture {name, summary, and the family's own: BiT depth, width, stemChannels, stages[];
+           ResNet depth, layers, widthPerGroup, stemChannels}, embeddingSize, tensors, parameters, dtypes,
+           ignored[] {name, dtype, shape, reason}, metadata)
   --help   show this help
 
-Exit codes: 0 success, 1 the file could not be read or is not a BiT model, 2 bad command line.`;
+Exit codes: 0 success, 1 the file could not be read or is no known model, 2 bad command line.`;
 
 /** What {@linkcode inspectWeights} finds in a file. */
 export interface WeightsReport {
@@ -35,43 +36,30 @@ export interface WeightsReport {
   file: string;
   /** File size in bytes. */
   bytes: number;
-  /** Tensor naming: "timm" or "derm". */
+  /** Model family (`bit`, `resnet`). */
+  family: string;
+  /** Tensor naming (`timm`, `derm`, `torchvision`, `simclr`). */
   naming: string;
-  /** Numeric preset: "derm" or "bit". */
-  preset: "derm" | "bit";
-  /** Where the preset came from: the metadata's `preset`, or the naming. */
-  presetFrom: "metadata" | "naming";
-  /** The architecture inferred from the tensors. */
-  architecture: {
-    /** Conventional name (`R101x3`) when the stages follow BiT's pattern, else "custom". */
-    name: string;
-    /** 3 x total units + 2. */
-    depth: number;
-    /** Stem channels / 64. */
-    width: number;
-    /** Stem conv output channels. */
-    stemChannels: number;
-    /** Per stage: units, output channels, bottleneck width, stride. */
-    stages: { units: number; channels: number; midChannels: number; stride: number }[];
-  };
-  /** Feature-extractor tensors used by the engine. */
+  /** The preset the model runs with. */
+  preset: string;
+  /** Where the preset came from: the metadata's `preset`, the naming, or the family's only one. */
+  presetFrom: "metadata" | "naming" | "family";
+  /** The architecture inferred from the tensors (its `name`, `summary` and the family's own fields). */
+  architecture: { name: string; summary: string } & Record<string, unknown>;
+  /** Floats per embedding. */
+  embeddingSize: number;
+  /** Tensors used by the engine. */
   tensors: number;
   /** Their parameter count. */
   parameters: number;
   /** Tensor count per stored dtype (used tensors). */
   dtypes: Record<string, number>;
-  /** Tensors the engine ignores (classifier head), with their shapes. */
-  ignored: { name: string; dtype: string; shape: number[] }[];
+  /** Tensors the engine ignores, with their shapes and why. */
+  ignored: { name: string; dtype: string; shape: number[]; reason: string }[];
   /** The file's metadata (preset, source, converter...). */
   metadata: Record<string, string>;
-}
-
-/** `R{depth}x{width}` when the channels are BiT's 256·w, 512·w, 1024·w, 2048·w and the stem 64·w. */
-function architectureName(arch: BitArchitecture, depth: number): string {
-  const width = arch.stemChannels / 64;
-  const standard = Number.isInteger(width) && arch.stages.length === 4 &&
-    arch.stages.every((s, i) => s.channels === 256 * width * 2 ** i);
-  return standard ? `R${depth}x${width}` : "custom";
+  /** Architecture lines for the text form. */
+  lines: string[];
 }
 
 /**
@@ -80,40 +68,42 @@ function architectureName(arch: BitArchitecture, depth: number): string {
  * @param source An open file.
  * @param bytes The file size, for the report.
  * @returns The report.
- * @throws {WeightsError} when the tensors are not a BiT model.
+ * @throws {WeightsError} when the tensors are no known model.
  */
 export function inspectWeights(source: TensorSource, bytes: number): WeightsReport {
-  const adapted = adaptBitWeights(source);
-  const arch = adapted.architecture;
-  const units = arch.stages.reduce((a, s) => a + s.units, 0);
-  const depth = 3 * units + 2;
+  const inv = detectFamily(source).inventory(source);
   const dtypes: Record<string, number> = {};
-  for (const t of adapted.tensors.values()) dtypes[t.source.dtype] = (dtypes[t.source.dtype] ?? 0) + 1;
-  const metadata = { ...source.metadata };
-  const fromMetadata = metadata.preset === "derm" || metadata.preset === "bit";
+  let parameters = 0;
+  for (const e of inv.tensors.values()) {
+    dtypes[e.dtype] = (dtypes[e.dtype] ?? 0) + 1;
+    parameters += e.shape.reduce((a, b) => a * b, 1);
+  }
   return {
     file: source.file,
     bytes,
-    naming: adapted.naming,
-    preset: presetFromMetadata(metadata, adapted.naming),
-    presetFrom: fromMetadata ? "metadata" : "naming",
-    architecture: {
-      name: architectureName(arch, depth),
-      depth,
-      width: arch.stemChannels / 64,
-      stemChannels: arch.stemChannels,
-      stages: arch.stages.map((s) => ({ ...s })),
-    },
-    tensors: adapted.tensors.size,
-    parameters: bitParameterCount(arch),
+    family: inv.family,
+    naming: inv.naming,
+    preset: inv.preset,
+    presetFrom: inv.presetFrom,
+    architecture: { ...inv.architecture },
+    embeddingSize: inv.embeddingSize,
+    tensors: inv.tensors.size,
+    parameters,
     dtypes,
-    ignored: adapted.ignored.map((name) => {
+    // The classifier head first: it is what a reader looks for; BatchNorm counters after.
+    ignored: [...inv.ignored].sort((a, b) =>
+      Number(a.reason !== "classifier head") - Number(b.reason !== "classifier head")
+    ).map(({ name, reason }) => {
       const e = source.tensors.get(name)!;
-      return { name, dtype: e.dtype, shape: [...e.shape] };
+      return { name, dtype: e.dtype, shape: [...e.shape], reason };
     }),
-    metadata,
+    metadata: { ...source.metadata },
+    lines: [...inv.lines],
   };
 }
+
+/** Ignored tensors the text form lists one by one. */
+const IGNORED_SHOWN = 8;
 
 function formatCount(n: number): string {
   return n.toLocaleString("en-US");
@@ -126,21 +116,30 @@ function formatCount(n: number): string {
  * @returns Lines for a terminal.
  */
 export function formatReport(r: WeightsReport): string {
-  const a = r.architecture;
+  const reasons = [...new Set(r.ignored.map((t) => t.reason))].join(", ");
+  const from = r.presetFrom === "metadata"
+    ? "the metadata"
+    : r.presetFrom === "naming"
+    ? `${r.naming} naming`
+    : `the ${r.family} family`;
   const lines = [
     `file          ${r.file} (${formatCount(r.bytes)} bytes)`,
-    `architecture  BiT ResNetV2 ${a.name} (depth ${a.depth}, width ${a.width}): stem 7x7/2 conv -> ${a.stemChannels}`,
-    ...a.stages.map((s, i) =>
-      `  stage ${i + 1}     ${String(s.units).padStart(2)} units, ${s.channels} channels ` +
-      `(bottleneck ${s.midChannels}, stride ${s.stride})`
-    ),
-    `embedding     ${a.stages[a.stages.length - 1].channels} floats`,
-    `preset        ${r.preset} (from ${r.presetFrom === "metadata" ? "the metadata" : `${r.naming} naming`})`,
+    `family        ${r.family}`,
+    `architecture  ${r.lines[0] ?? r.architecture.summary}`,
+    ...r.lines.slice(1),
+    `embedding     ${r.embeddingSize} floats`,
+    `preset        ${r.preset} (from ${from})`,
     `parameters    ${formatCount(r.parameters)} in ${r.tensors} tensors`,
     `dtypes        ${Object.entries(r.dtypes).map(([d, n]) => `${d} (${n})`).join(", ")}`,
     `naming        ${r.naming}`,
-    `ignored       ${r.ignored.length === 0 ? "none" : `${r.ignored.length} (classifier head)`}`,
-    ...r.ignored.map((t) => `  ${t.name} ${t.dtype} [${t.shape.join(",")}]`),
+    `ignored       ${r.ignored.length === 0 ? "none" : `${r.ignored.length} (${reasons})`}`,
+    // The classifier head in full; long lists (BatchNorm counters) cut short.
+    ...r.ignored.slice(0, IGNORED_SHOWN).map((t) =>
+      `  ${t.name} ${t.dtype} [${t.shape.join(",")}] (${t.reason})`
+    ),
+    ...(r.ignored.length > IGNORED_SHOWN
+      ? [`  ... and ${r.ignored.length - IGNORED_SHOWN} more (--json lists all)`]
+      : []),
   ];
   const meta = Object.entries(r.metadata);
   lines.push(`metadata      ${meta.length === 0 ? "none" : ""}`.trimEnd());
@@ -182,7 +181,8 @@ export async function main(args: string[]): Promise<number> {
   try {
     source = path.toLowerCase().endsWith(".npz") ? await openNpzFile(path) : await openSafetensorsFile(path);
     const report = inspectWeights(source, (await Deno.stat(path)).size);
-    console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
+    const { lines: _, ...json } = report;
+    console.log(values.json ? JSON.stringify(json, null, 2) : formatReport(report));
     return 0;
   } catch (e) {
     return reportError(e, false);

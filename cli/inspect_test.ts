@@ -5,6 +5,9 @@ import { main } from "./inspect.ts";
 import { BIT_R101X3, bitArchitecture } from "../models/bit_arch.ts";
 import { bitProceduralSource } from "../models/bit_names.ts";
 import { fixtureCases, fixtureWeightsFile } from "../tests/_fixtures.ts";
+import { withTempDir } from "../tests/_temp.ts";
+import { RESNET50, resnetProceduralSource, resnetTensorShapes } from "../models/resnet.ts";
+import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
 
 /** Runs `main(args)` capturing stdout and stderr. */
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -89,7 +92,11 @@ Deno.test("inspect main() reports R101x3 from a header-only file: 304 tensors, 3
     ]);
     assert.equal(report.architecture.name, "R101x3");
     assert.deepEqual(report.dtypes, { F32: 304 });
-    assert.deepEqual(report.ignored, [{ name: "params.head.dense.kernel", dtype: "F32", shape: [6144, 2] }]);
+    assert.equal(report.family, "bit");
+    assert.equal(report.embeddingSize, 6144);
+    assert.deepEqual(report.ignored, [
+      { name: "params.head.dense.kernel", dtype: "F32", shape: [6144, 2], reason: "classifier head" },
+    ]);
     assert.equal(report.metadata.source, "savedmodel");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -169,4 +176,39 @@ Deno.test("inspect main() fails with exit code 1 naming a missing or invalid fil
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("inspect main() describes a torchvision ResNet-50 file: family, layers, the head and BN counters ignored", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/resnet50.safetensors`;
+    const source = resnetProceduralSource(RESNET50, "inspect");
+    const tensors: TensorToWrite[] = [];
+    for await (const { entry, bytes } of source.stream()) {
+      tensors.push({ name: entry.name, dtype: entry.dtype, shape: [...entry.shape], data: bytes.slice() });
+    }
+    tensors.push({ name: "fc.weight", dtype: "F32", shape: [3, 2048], data: new Float32Array(6144) });
+    await Deno.writeFile(path, encodeSafetensors(tensors));
+    const { code, out, err } = await run(["--json", path]);
+    assert.equal(code, 0, err);
+    const report = JSON.parse(out);
+    assert.equal(report.family, "resnet");
+    assert.equal(report.architecture.name, "ResNet-50");
+    assert.deepEqual(report.architecture.layers, [3, 4, 6, 3]);
+    assert.equal(report.embeddingSize, 2048);
+    assert.equal(report.preset, "imagenet");
+    assert.equal(report.presetFrom, "family");
+    // conv and BatchNorm tensors: 53 convs, each with a 4-vector BatchNorm.
+    assert.equal(report.tensors, 53 * 5);
+    const want = resnetTensorShapes(RESNET50).filter((t) => !t.name.endsWith("num_batches_tracked"))
+      .reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
+    assert.equal(report.parameters, want);
+    assert.equal(report.ignored.filter((t: { reason: string }) => t.reason === "training state").length, 53);
+    assert.deepEqual(report.ignored.filter((t: { reason: string }) => t.reason === "classifier head"), [
+      { name: "fc.weight", dtype: "F32", shape: [3, 2048], reason: "classifier head" },
+    ]);
+    const text = await run([path]);
+    assert.match(text.out, /family {8}resnet/);
+    assert.match(text.out, /torchvision ResNet-50/);
+    assert.match(text.out, /layer 3 +6 blocks, 1024 channels/);
+  });
 });

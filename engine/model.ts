@@ -10,7 +10,7 @@
 import type { Graph } from "./graph.ts";
 import type { KernelLaunch, KernelSpec } from "./kernel.ts";
 import type { Preprocessing } from "./preprocessing.ts";
-import type { TensorChunk } from "./tensor_source.ts";
+import type { TensorChunk, TensorEntry } from "./tensor_source.ts";
 
 /**
  * A CPU transform: reads its source tensors' raw chunks (in `sources` order; decode them with
@@ -82,4 +82,26 @@ export interface ModelDefinition {
   preprocessing(size: number): Preprocessing;
   /** The network for input size S and a batch. */
   graph(size: number, batch: number): Graph;
+}
+
+/** What a family finds in a set of tensors: for `deno task inspect` and `deno task convert`. */
+export interface WeightsInventory {
+  /** The family. */
+  readonly family: string;
+  /** Family-specific architecture facts; always a conventional `name` and the one-line `summary`. */
+  readonly architecture: { readonly name: string; readonly summary: string } & Readonly<Record<string, unknown>>;
+  /** The tensor naming found (`timm`, `derm`, `torchvision`, `simclr`...). */
+  readonly naming: string;
+  /** The preset the model runs with, and where it comes from. */
+  readonly preset: string;
+  /** `metadata` (the file's `preset`), `naming` (Derm vs timm names) or `family` (its only preset). */
+  readonly presetFrom: "metadata" | "naming" | "family";
+  /** Floats per embedding. */
+  readonly embeddingSize: number;
+  /** The tensors the model reads, by the name a converted file gives them, with the stored entry. */
+  readonly tensors: ReadonlyMap<string, TensorEntry>;
+  /** Stored tensors the model does not read, and why (classifier head, training state, decoder...). */
+  readonly ignored: readonly { readonly name: string; readonly reason: string }[];
+  /** Lines describing the architecture, for a terminal. */
+  readonly lines: readonly string[];
 }

@@ -17,7 +17,7 @@
  * @module
  */
 import { GraphBuilder, type Graph } from "../engine/graph.ts";
-import type { ModelDefinition, WeightRecipe } from "../engine/model.ts";
+import type { ModelDefinition, WeightRecipe, WeightsInventory } from "../engine/model.ts";
 import type { Preprocessing } from "../engine/preprocessing.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
 import { LOWERINGS } from "../kernels/registry.ts";
@@ -256,5 +256,47 @@ export function bitModel(source: TensorSource, options: BitModelOptions = {}): M
     },
     preprocessing: (size) => bitPreprocessing(preset, size),
     graph: (size, batch) => bitGraph(architecture, { preset, size, batch }),
+  };
+}
+
+/** `R{depth}x{width}` when the channels are BiT's 256·w, 512·w, 1024·w, 2048·w and the stem 64·w. */
+function bitArchitectureName(arch: BitArchitecture): string {
+  const depth = 3 * arch.stages.reduce((a, s) => a + s.units, 0) + 2;
+  const width = arch.stemChannels / 64;
+  const standard = Number.isInteger(width) && arch.stages.length === 4 &&
+    arch.stages.every((s, i) => s.channels === 256 * width * 2 ** i);
+  return standard ? `R${depth}x${width}` : "custom";
+}
+
+/** What a BiT file holds: architecture, naming, preset, the tensors read and the head it ignores. */
+export function bitInventory(source: TensorSource): WeightsInventory {
+  const adapted = adaptBitWeights(source);
+  const arch = adapted.architecture;
+  const depth = 3 * arch.stages.reduce((a, s) => a + s.units, 0) + 2;
+  const fromMetadata = source.metadata.preset === "derm" || source.metadata.preset === "bit";
+  const name = bitArchitectureName(arch);
+  return {
+    family: "bit",
+    architecture: {
+      name,
+      summary: bitArchitectureSummary(arch),
+      depth,
+      width: arch.stemChannels / 64,
+      stemChannels: arch.stemChannels,
+      stages: arch.stages.map((s) => ({ ...s })),
+    },
+    naming: adapted.naming,
+    preset: presetFromMetadata(source.metadata, adapted.naming),
+    presetFrom: fromMetadata ? "metadata" : "naming",
+    embeddingSize: arch.stages[arch.stages.length - 1].channels,
+    tensors: new Map([...adapted.tensors.values()].map((t) => [t.source.name, t.source])),
+    ignored: adapted.ignored.map((n) => ({ name: n, reason: "classifier head" })),
+    lines: [
+      `BiT ResNetV2 ${name} (depth ${depth}, width ${arch.stemChannels / 64}): stem 7x7/2 conv -> ${arch.stemChannels}`,
+      ...arch.stages.map((s, i) =>
+        `  stage ${i + 1}     ${String(s.units).padStart(2)} units, ${s.channels} channels ` +
+        `(bottleneck ${s.midChannels}, stride ${s.stride})`
+      ),
+    ],
   };
 }

@@ -9,14 +9,14 @@
  */
 import { WeightsError } from "../engine/errors.ts";
 import { createEmbedderRuntime, type Embedder, type RuntimeOptions } from "../engine/embedder.ts";
-import type { ModelDefinition } from "../engine/model.ts";
+import type { ModelDefinition, WeightsInventory } from "../engine/model.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
 import { KERNELS, RUNTIME_KERNELS } from "../kernels/registry.ts";
 import { safetensorsFromBytes, safetensorsFromStream, safetensorsFromUrl } from "../weights/safetensors.ts";
 import { BIT_R101X3, BIT_R50X1, type BitArchitecture, bitArchitecture } from "./bit_arch.ts";
-import { bitModel } from "./bit.ts";
+import { bitInventory, bitModel } from "./bit.ts";
 import { bitProceduralSource } from "./bit_names.ts";
-import { isResnet, RESNET50, resnetModel, resnetProceduralSource } from "./resnet.ts";
+import { isResnet, RESNET50, resnetInventory, resnetModel, resnetProceduralSource } from "./resnet.ts";
 
 /** Options a family reads when it defines a model from weights. */
 export interface FamilyOptions {
@@ -40,6 +40,8 @@ export interface ModelFamily {
   detect(source: TensorSource): boolean;
   /** The model definition for these weights. */
   define(source: TensorSource, options: FamilyOptions): ModelDefinition;
+  /** What the weights hold (header only): for `inspect` and `convert`. */
+  inventory(source: TensorSource): WeightsInventory;
 }
 
 const DERM_STEM = "params.feature_extractor.root_block.conv_root.kernel";
@@ -51,12 +53,14 @@ export const FAMILIES: readonly ModelFamily[] = [
     description: "BiT ResNetV2 (Derm Foundation = BiT-M R101x3): timm or Derm Foundation names",
     detect: (s) => s.tensors.has("stem.conv.weight") || s.tensors.has(DERM_STEM),
     define: (s, o) => bitModel(s, o),
+    inventory: (s) => bitInventory(s),
   },
   {
     name: "resnet",
     description: "torchvision ResNet (Gröger et al.'s SimCLR and BYOL ResNet-50)",
     detect: (s) => isResnet(s.tensors),
     define: (s, o) => resnetModel(s, o),
+    inventory: (s) => resnetInventory(s),
   },
 ];
 

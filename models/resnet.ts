@@ -20,7 +20,7 @@
  */
 import { WeightsError } from "../engine/errors.ts";
 import { type Graph, GraphBuilder } from "../engine/graph.ts";
-import type { ModelDefinition, WeightRecipe } from "../engine/model.ts";
+import type { ModelDefinition, WeightRecipe, WeightsInventory } from "../engine/model.ts";
 import type { TensorEntry, TensorSource } from "../engine/tensor_source.ts";
 import { LOWERINGS } from "../kernels/registry.ts";
 import { decodeToFloat32 } from "../weights/dtypes.ts";
@@ -345,4 +345,39 @@ export function resnetProceduralSource(arch: ResnetArchitecture, seed: string): 
     rule: groegerValueRule(name, shape),
   }));
   return proceduralSource(tensors, seed, { preset: IMAGENET_PRESET, family: "resnet" });
+}
+
+/** What a ResNet file holds: architecture, naming, the tensors read and what it ignores. */
+export function resnetInventory(source: TensorSource): WeightsInventory {
+  const { architecture: arch, tensors, ignored } = adaptResnetWeights(source);
+  const depth = 3 * arch.layers.reduce((a, b) => a + b, 0) + 2;
+  const name = arch.widthPerGroup === 64 ? `ResNet-${depth}` : `ResNet-${depth} (width_per_group ${arch.widthPerGroup})`;
+  const simclr = [...source.tensors.keys()].some((n) => n.startsWith("model.0."));
+  return {
+    family: "resnet",
+    architecture: {
+      name,
+      summary: resnetArchitectureSummary(arch),
+      depth,
+      layers: [...arch.layers],
+      widthPerGroup: arch.widthPerGroup,
+      stemChannels: arch.stemChannels,
+    },
+    naming: simclr ? "simclr" : "torchvision",
+    preset: IMAGENET_PRESET,
+    presetFrom: "family",
+    embeddingSize: resnetLayer(arch, 3).out,
+    tensors,
+    ignored: ignored.map((n) => ({
+      name: n,
+      reason: n.endsWith("num_batches_tracked") ? "training state" : "classifier head",
+    })),
+    lines: [
+      `torchvision ${name}: stem 7x7/2 conv -> ${arch.stemChannels}, BatchNorm folded at load`,
+      ...arch.layers.map((blocks, s) => {
+        const l = resnetLayer(arch, s);
+        return `  layer ${s + 1}     ${String(blocks).padStart(2)} blocks, ${l.out} channels (width ${l.width}, stride ${l.stride})`;
+      }),
+    ],
+  };
 }
