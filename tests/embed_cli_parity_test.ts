@@ -6,7 +6,18 @@
  */
 import assert from "node:assert/strict";
 import { decodeNpyFloat32 } from "../cli/npy.ts";
-import { caseImagePath, caseWeightsPath, embeddingBound, fixtureCases, readReference } from "./_fixtures.ts";
+import {
+  caseImagePath,
+  caseWeightsPath,
+  embeddingBound,
+  fixtureCases,
+  groegerBound,
+  type GroegerCase,
+  groegerCases,
+  groegerImagePath,
+  readGroegerReference,
+  readReference,
+} from "./_fixtures.ts";
 import { relativeMaxError } from "./_compare.ts";
 import { SKIP_SLOW } from "./_gpu.ts";
 import { PROCEDURAL_MODELS } from "../models/registry.ts";
@@ -59,6 +70,49 @@ for (const c of fixtureCases()) {
         );
         assert.ok(error <= bound, `${c.name}: ${error} over ${bound}`);
         assert.equal(await Deno.readTextFile(`${out}.paths.txt`), `${caseImagePath(c)}\n`);
+      });
+    },
+  });
+}
+
+/** The `--weights` of a Gröger et al. case: its procedural model (or, later, its checkpoint). */
+function groegerWeightsArgument(c: GroegerCase): string {
+  const name = c.family === "resnet"
+    ? (c.layers!.join() === "3,4,6,3" ? "resnet50" : "tiny-resnet")
+    : undefined;
+  if (!name) throw new Error(`No procedural model for ${c.name}`);
+  return `procedural:${name}:${c.seed}`;
+}
+
+for (const c of groegerCases().filter((x) => x.family === "resnet")) {
+  Deno.test({
+    name: `embed CLI: ${c.name} matches the float64 reference (--preset imagenet --resize ${c.resize})`,
+    ignore: c.size >= 224 && SKIP_SLOW,
+    async fn() {
+      await withTempDir(async (dir) => {
+        const out = `${dir}/e.npy`;
+        const args = [
+          "--weights",
+          groegerWeightsArgument(c),
+          "--preset",
+          "imagenet",
+          "--size",
+          String(c.size),
+        ];
+        const r = await embedCli([...args, "--resize", String(c.resize), "--out", out, groegerImagePath(c)]);
+        assert.equal(r.code, 0, r.stderr);
+        const { shape, data } = decodeNpyFloat32(await Deno.readFile(out));
+        const ref = readGroegerReference(c.name);
+        const want = ref.tensors.get("embedding_f64")!.data;
+        assert.deepEqual(shape, [1, want.length]);
+        const error = relativeMaxError(data, want);
+        const bound = groegerBound(ref.metadata);
+        console.log(
+          `${c.name} via CLI: relative error ${error.toExponential(2)} (bound ${bound.toExponential(2)})`,
+        );
+        assert.ok(error <= bound, `${c.name}: ${error} over ${bound}`);
+        const facts = JSON.parse(await Deno.readTextFile(`${out}.json`));
+        assert.equal(facts.preset, "imagenet");
       });
     },
   });
