@@ -178,7 +178,10 @@ export function convertedSource(
       const inner = source.stream(names);
       return (async function* () {
         for await (const { entry, bytes } of inner) {
-          yield { entry: tensors.get(outOf.get(entry.name)!)!, bytes: retype(original.get(entry.name)!, bytes, dtype) };
+          yield {
+            entry: tensors.get(outOf.get(entry.name)!)!,
+            bytes: retype(original.get(entry.name)!, bytes, dtype),
+          };
         }
       })();
     },

@@ -4,6 +4,8 @@
  * @module
  */
 import { decodeImage } from "../engine/image_decode.ts";
+import { cpuPreprocess } from "../engine/input_stage.ts";
+import type { Preprocessing } from "../engine/preprocessing.ts";
 import { applyOrientation, readExifOrientation } from "./exif.ts";
 
 /** A request to read and decode one image. */
@@ -18,6 +20,11 @@ export interface DecodeRequest {
   readonly maxPixels: number;
   /** Apply the JPEG's EXIF orientation. */
   readonly exifOrientation: boolean;
+  /**
+   * The model's preprocessing: its CPU part (Pillow's resize and crop for `pillow-bilinear`) runs here, on
+   * the worker, rather than on the thread that feeds the GPU.
+   */
+  readonly preprocessing?: Preprocessing;
 }
 
 /** The outcome for one image: pixels, or skipped, or an error; always the hash when the file was read. */
@@ -28,8 +35,8 @@ export interface DecodeReply {
   readonly hash: string;
   /** True when the hash matched `skipHash`. */
   readonly skipped: boolean;
-  /** The decoded (and oriented) pixels. */
-  readonly image?: { width: number; height: number; rgba: Uint8Array<ArrayBuffer> };
+  /** The decoded (and oriented, and CPU-preprocessed when asked) pixels. */
+  readonly image?: { width: number; height: number; rgba: Uint8Array<ArrayBuffer>; preprocessed?: number };
   /** Why the image cannot be used (read or decode failure). */
   readonly error?: string;
   /** Milliseconds spent reading + hashing, and decoding + orienting. */
@@ -66,12 +73,13 @@ export async function decodeJob(request: DecodeRequest): Promise<DecodeReply> {
     if (request.exifOrientation && image.format === "jpeg") {
       image = applyOrientation(image, readExifOrientation(bytes));
     }
-    const { width, height, rgba } = image;
+    if (request.preprocessing) image = cpuPreprocess(image, request.preprocessing);
+    const { width, height, rgba, preprocessed } = image;
     return {
       id,
       hash,
       skipped: false,
-      image: { width, height, rgba },
+      image: { width, height, rgba, preprocessed },
       readMs,
       decodeMs: performance.now() - t1,
     };

@@ -329,6 +329,7 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
             skipHash: rows[i]?.hash,
             maxPixels: o.maxPixels,
             exifOrientation: o.exifOrientation,
+            preprocessing: embedder.preprocessing,
           }),
         );
       }
@@ -388,8 +389,12 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
           progress.update(1, 1);
         } else {
           rows[i] = undefined;
-          const { width, height, rgba } = reply.image!;
-          chunk.push({ index: i, hash: reply.hash, image: { width, height, rgba, format: "png" } });
+          const { width, height, rgba, preprocessed } = reply.image!;
+          chunk.push({
+            index: i,
+            hash: reply.hash,
+            image: { width, height, rgba, format: "png", preprocessed },
+          });
         }
       }
       requestMore(next + window);

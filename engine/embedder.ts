@@ -202,7 +202,9 @@ export class Embedder {
   /** One line: architecture, preset, size, parameters, work per image, batch. */
   describe(): string {
     const p = this.preprocessing;
-    const resize = p.resize === "pillow-bilinear" ? `Pillow resize ${p.resizeTo}, crop ${p.size}` : "bilinear";
+    const resize = p.resize === "pillow-bilinear"
+      ? `Pillow resize ${p.resizeTo}, crop ${p.size}`
+      : "bilinear";
     return `${this.model.architecture}; preset ${this.model.preset} (${resize}); input ${this.size}x${this.size}; ` +
       `${this.weights.parameters.toLocaleString("en-US")} parameters from ${this.weights.file}; ` +
       `${(this.flopsPerImage / 2e9).toFixed(1)} GMAC/image; batch up to ${this.maxBatch}`;

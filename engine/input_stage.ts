@@ -16,7 +16,7 @@
  */
 import type { KernelLaunch, KernelSpec, LaunchLimits } from "./kernel.ts";
 import { type DecodedImage, packPixels } from "./image_decode.ts";
-import { checkPreprocessing, type ChannelTriple, type Preprocessing } from "./preprocessing.ts";
+import { type ChannelTriple, checkPreprocessing, type Preprocessing } from "./preprocessing.ts";
 import { pillowResizeCrop } from "./pillow_resize.ts";
 
 /** One resize launch: source size, output side, slot, batch and scaling. */

@@ -89,7 +89,9 @@ export interface WeightsInventory {
   /** The family. */
   readonly family: string;
   /** Family-specific architecture facts; always a conventional `name` and the one-line `summary`. */
-  readonly architecture: { readonly name: string; readonly summary: string } & Readonly<Record<string, unknown>>;
+  readonly architecture:
+    & { readonly name: string; readonly summary: string }
+    & Readonly<Record<string, unknown>>;
   /** The tensor naming found (`timm`, `derm`, `torchvision`, `simclr`...). */
   readonly naming: string;
   /** The preset the model runs with, and where it comes from. */

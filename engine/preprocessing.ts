@@ -61,12 +61,16 @@ export function checkPreprocessing(p: Preprocessing): void {
   if (p.resize === "pillow-bilinear") {
     const r = p.resizeTo;
     if (r === undefined || !Number.isInteger(r) || r < p.size || r > 16384) {
-      throw new RangeError(`Cannot preprocess: expected a resize side from ${p.size} (the crop) up, got ${r}`);
+      throw new RangeError(
+        `Cannot preprocess: expected a resize side from ${p.size} (the crop) up, got ${r}`,
+      );
     }
   } else if (p.resize !== "bilinear") {
     throw new RangeError(`Cannot preprocess: unknown resize "${p.resize}"`);
   }
   for (const v of [...p.scale, ...p.offset]) {
-    if (!Number.isFinite(v)) throw new RangeError(`Cannot preprocess: scale and offset must be finite, got ${v}`);
+    if (!Number.isFinite(v)) {
+      throw new RangeError(`Cannot preprocess: scale and offset must be finite, got ${v}`);
+    }
   }
 }

@@ -104,7 +104,9 @@ export async function uploadWeights(
       outputs.add(o);
     }
     if (r.transform.kind === "gpu" && (r.sources.length !== 1 || r.outputs.length !== 1)) {
-      throw new TypeError(`Cannot plan the weights: a GPU transform makes one tensor from one, "${r.outputs}"`);
+      throw new TypeError(
+        `Cannot plan the weights: a GPU transform makes one tensor from one, "${r.outputs}"`,
+      );
     }
   });
   const buffers = new Map<string, WeightBinding>();
@@ -172,7 +174,11 @@ export async function uploadWeights(
     const { staging, uniforms } = scratch();
     let pipeline = pipelines.get(t.spec);
     if (!pipeline) {
-      pipeline = await checkedGpuCall(device, `load weights/${t.spec.name}`, () => createKernelPipeline(device, t.spec));
+      pipeline = await checkedGpuCall(
+        device,
+        `load weights/${t.spec.name}`,
+        () => createKernelPipeline(device, t.spec),
+      );
       pipelines.set(t.spec, pipeline);
     }
     const out = await checkedGpuCall(device, `load weights/${r.outputs[0]}`, () => {

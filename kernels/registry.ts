@@ -7,7 +7,7 @@
  * @module
  */
 import type { KernelSpec } from "../engine/kernel.ts";
-import { loweringTable, type LoweringTable } from "../engine/lowering.ts";
+import { type LoweringTable, loweringTable } from "../engine/lowering.ts";
 import type { RuntimeKernels } from "../engine/embedder.ts";
 import { conv2dLowering, conv2dVariants } from "./conv2d.ts";
 import { globalMeanPoolLowering, globalMeanPoolSpec } from "./global_mean_pool.ts";

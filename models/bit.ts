@@ -16,7 +16,7 @@
  * This module is browser compatible.
  * @module
  */
-import { GraphBuilder, type Graph } from "../engine/graph.ts";
+import { type Graph, GraphBuilder } from "../engine/graph.ts";
 import type { ModelDefinition, WeightRecipe, WeightsInventory } from "../engine/model.ts";
 import type { Preprocessing } from "../engine/preprocessing.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
@@ -240,7 +240,10 @@ export function bitModel(source: TensorSource, options: BitModelOptions = {}): M
   }
   const preset: BitPreset = asked ?? presetFromMetadata(source.metadata, naming);
   const { recipes, architecture } = bitWeightRecipes(source, preset);
-  const parameters = bitTensorShapes(architecture).reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
+  const parameters = bitTensorShapes(architecture).reduce(
+    (a, t) => a + t.shape.reduce((x, y) => x * y, 1),
+    0,
+  );
   return {
     family: "bit",
     preset,
@@ -292,7 +295,9 @@ export function bitInventory(source: TensorSource): WeightsInventory {
     tensors: new Map([...adapted.tensors.values()].map((t) => [t.source.name, t.source])),
     ignored: adapted.ignored.map((n) => ({ name: n, reason: "classifier head" })),
     lines: [
-      `BiT ResNetV2 ${name} (depth ${depth}, width ${arch.stemChannels / 64}): stem 7x7/2 conv -> ${arch.stemChannels}`,
+      `BiT ResNetV2 ${name} (depth ${depth}, width ${
+        arch.stemChannels / 64
+      }): stem 7x7/2 conv -> ${arch.stemChannels}`,
       ...arch.stages.map((s, i) =>
         `  stage ${i + 1}     ${String(s.units).padStart(2)} units, ${s.channels} channels ` +
         `(bottleneck ${s.midChannels}, stride ${s.stride})`

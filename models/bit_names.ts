@@ -16,7 +16,7 @@
 import { WeightsError } from "../engine/errors.ts";
 import { type BitArchitecture, bitArchitecture, bitTensorShapes } from "./bit_arch.ts";
 import type { TensorEntry, TensorSource } from "../engine/tensor_source.ts";
-import { type ProceduralTensor, proceduralSource, type ValueRule } from "../weights/procedural.ts";
+import { proceduralSource, type ProceduralTensor, type ValueRule } from "../weights/procedural.ts";
 
 /** Tensor naming scheme of a file. */
 export type BitNaming = "timm" | "derm";

@@ -28,7 +28,14 @@ Deno.test("bitGraph() gives Derm Foundation's 278 GMAC per image and the fixture
     .reduce((a, n) => a + LOWERINGS.get("conv2d")!.flops(n, (t) => graph.tensors.get(t)!), 0);
   assert.equal(Math.round(convFlops / 2 / 1e9), 278);
   assert.ok(graphFlops(graph, LOWERINGS) > convFlops);
-  assert.deepEqual(Object.keys(graph.checkpoints), ["stem", "stage1", "stage2", "stage3", "stage4", "final_norm"]);
+  assert.deepEqual(Object.keys(graph.checkpoints), [
+    "stem",
+    "stage1",
+    "stage2",
+    "stage3",
+    "stage4",
+    "final_norm",
+  ]);
   assert.deepEqual(graph.tensors.get(graph.output), [1, 6144]);
   assert.deepEqual(graph.tensors.get(graph.checkpoints.stage3), [1, 28, 28, 3072]);
   // 1 stem conv + pool, per unit 3 GN + 3 conv (+ proj on the first), final norm + pool

@@ -7,7 +7,12 @@
  * This module is browser compatible.
  * @module
  */
-import { IMAGENET_MEAN, IMAGENET_STD, normalizeScaling, type Preprocessing } from "../engine/preprocessing.ts";
+import {
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  normalizeScaling,
+  type Preprocessing,
+} from "../engine/preprocessing.ts";
 import { defaultResize } from "../engine/pillow_resize.ts";
 
 /** The preset's name, as `--preset` takes it and output files record it. */
@@ -28,7 +33,9 @@ export const IMAGENET_PRESET = "imagenet";
 export function imagenetPreprocessing(size: number, resize?: number): Preprocessing {
   const resizeTo = resize ?? defaultResize(size);
   if (!Number.isInteger(resizeTo) || resizeTo < size) {
-    throw new RangeError(`Cannot resize to ${resizeTo} before a ${size} x ${size} crop: expected at least ${size}`);
+    throw new RangeError(
+      `Cannot resize to ${resizeTo} before a ${size} x ${size} crop: expected at least ${size}`,
+    );
   }
   return { resize: "pillow-bilinear", size, resizeTo, ...normalizeScaling(IMAGENET_MEAN, IMAGENET_STD) };
 }
@@ -39,7 +46,10 @@ export function imagenetPreprocessing(size: number, resize?: number): Preprocess
  * `cls_token` / `pos_embed` 0.5 v, `bias` 0.25 v, 1-D `weight` 1 + 0.25 v, anything else (conv, linear)
  * v * sqrt(3 / fan_in) with fan_in = numel / shape[0]; `num_batches_tracked` is an int64 0 (no rule).
  */
-export function groegerValueRule(name: string, shape: readonly number[]): { a: number; b: number } | undefined {
+export function groegerValueRule(
+  name: string,
+  shape: readonly number[],
+): { a: number; b: number } | undefined {
   const last = name.slice(name.lastIndexOf(".") + 1);
   if (last === "num_batches_tracked") return undefined;
   if (last === "running_mean") return { a: 0, b: 0.25 };

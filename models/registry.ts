@@ -98,7 +98,11 @@ export const DEFAULT_PROCEDURAL_SEED = "derm-webgpu/demo";
 
 function bitProcedural(description: string, arch: BitArchitecture): ProceduralModel {
   // Timm names with the derm preset recorded: Derm Foundation's numerics over the BiT formula.
-  return { family: "bit", description, source: (seed) => bitProceduralSource(arch, seed, { preset: "derm" }) };
+  return {
+    family: "bit",
+    description,
+    source: (seed) => bitProceduralSource(arch, seed, { preset: "derm" }),
+  };
 }
 
 /** Procedural models by name, for `procedural:NAME[:SEED]`. */
@@ -106,8 +110,14 @@ export const PROCEDURAL_MODELS: Readonly<Record<string, ProceduralModel>> = {
   "r50x1": bitProcedural("BiT R50x1", BIT_R50X1),
   "r101x3": bitProcedural("BiT-M R101x3, Derm Foundation's shape", BIT_R101X3),
   "r152x4": bitProcedural("BiT R152x4", bitArchitecture([3, 8, 36, 3], [1024, 2048, 4096, 8192], 256)),
-  "tiny-bit": bitProcedural("the fixtures' tiny BiT", bitArchitecture([1, 1, 1, 1], [128, 256, 512, 1024], 32)),
-  "tiny-derm": bitProcedural("the fixtures' tiny Derm", bitArchitecture([2, 1, 1, 1], [128, 256, 512, 1024], 64)),
+  "tiny-bit": bitProcedural(
+    "the fixtures' tiny BiT",
+    bitArchitecture([1, 1, 1, 1], [128, 256, 512, 1024], 32),
+  ),
+  "tiny-derm": bitProcedural(
+    "the fixtures' tiny Derm",
+    bitArchitecture([2, 1, 1, 1], [128, 256, 512, 1024], 64),
+  ),
   "resnet50": {
     family: "resnet",
     description: "torchvision ResNet-50 (Gröger et al.'s SimCLR / BYOL)",
@@ -116,7 +126,8 @@ export const PROCEDURAL_MODELS: Readonly<Record<string, ProceduralModel>> = {
   "tiny-resnet": {
     family: "resnet",
     description: "the fixtures' tiny ResNet (layers 1/1/1/1, width_per_group 16)",
-    source: (seed) => resnetProceduralSource({ layers: [1, 1, 1, 1], widthPerGroup: 16, stemChannels: 64 }, seed),
+    source: (seed) =>
+      resnetProceduralSource({ layers: [1, 1, 1, 1], widthPerGroup: 16, stemChannels: 64 }, seed),
   },
 };
 
@@ -238,7 +249,10 @@ export function defineModel(source: TensorSource, options: EmbedderOptions = {})
  * embedder.dispose();
  * ```
  */
-export async function createEmbedder(weights: WeightsInput, options: EmbedderOptions = {}): Promise<Embedder> {
+export async function createEmbedder(
+  weights: WeightsInput,
+  options: EmbedderOptions = {},
+): Promise<Embedder> {
   for (const name of options.kernels ?? []) {
     if (!KERNELS.has(name)) {
       throw new TypeError(`Cannot force kernel "${name}": expected one of ${[...KERNELS.keys()].join(", ")}`);

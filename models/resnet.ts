@@ -24,7 +24,7 @@ import type { ModelDefinition, WeightRecipe, WeightsInventory } from "../engine/
 import type { TensorEntry, TensorSource } from "../engine/tensor_source.ts";
 import { LOWERINGS } from "../kernels/registry.ts";
 import { decodeToFloat32 } from "../weights/dtypes.ts";
-import { type ProceduralTensor, proceduralSource } from "../weights/procedural.ts";
+import { proceduralSource, type ProceduralTensor } from "../weights/procedural.ts";
 import { groegerValueRule, IMAGENET_PRESET, imagenetPreprocessing } from "./imagenet.ts";
 
 /** A torchvision ResNet with Bottleneck blocks. */
@@ -79,7 +79,9 @@ function convBnPairs(arch: ResnetArchitecture): ConvBn[] {
         { conv: `${p}.conv2`, bn: `${p}.bn2`, shape: [width, width, 3, 3] },
         { conv: `${p}.conv3`, bn: `${p}.bn3`, shape: [out, width, 1, 1] },
       );
-      if (b === 0) pairs.push({ conv: `${p}.downsample.0`, bn: `${p}.downsample.1`, shape: [out, cin, 1, 1] });
+      if (b === 0) {
+        pairs.push({ conv: `${p}.downsample.0`, bn: `${p}.downsample.1`, shape: [out, cin, 1, 1] });
+      }
     }
     inChannels = out;
   });
@@ -292,7 +294,9 @@ export function resnetGraph(arch: ResnetArchitecture, options: { size: number; b
 
 /** One-line summary, as output files record it. */
 export function resnetArchitectureSummary(arch: ResnetArchitecture): string {
-  return `ResNet layers ${arch.layers.join("/")} width_per_group ${arch.widthPerGroup} stem ${arch.stemChannels}`;
+  return `ResNet layers ${
+    arch.layers.join("/")
+  } width_per_group ${arch.widthPerGroup} stem ${arch.stemChannels}`;
 }
 
 /** Options a ResNet model reads. */
@@ -351,7 +355,9 @@ export function resnetProceduralSource(arch: ResnetArchitecture, seed: string): 
 export function resnetInventory(source: TensorSource): WeightsInventory {
   const { architecture: arch, tensors, ignored } = adaptResnetWeights(source);
   const depth = 3 * arch.layers.reduce((a, b) => a + b, 0) + 2;
-  const name = arch.widthPerGroup === 64 ? `ResNet-${depth}` : `ResNet-${depth} (width_per_group ${arch.widthPerGroup})`;
+  const name = arch.widthPerGroup === 64
+    ? `ResNet-${depth}`
+    : `ResNet-${depth} (width_per_group ${arch.widthPerGroup})`;
   const simclr = [...source.tensors.keys()].some((n) => n.startsWith("model.0."));
   return {
     family: "resnet",
@@ -376,7 +382,9 @@ export function resnetInventory(source: TensorSource): WeightsInventory {
       `torchvision ${name}: stem 7x7/2 conv -> ${arch.stemChannels}, BatchNorm folded at load`,
       ...arch.layers.map((blocks, s) => {
         const l = resnetLayer(arch, s);
-        return `  layer ${s + 1}     ${String(blocks).padStart(2)} blocks, ${l.out} channels (width ${l.width}, stride ${l.stride})`;
+        return `  layer ${s + 1}     ${
+          String(blocks).padStart(2)
+        } blocks, ${l.out} channels (width ${l.width}, stride ${l.stride})`;
       }),
     ],
   };

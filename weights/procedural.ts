@@ -60,7 +60,12 @@ export interface ValueRule {
  * const gamma = proceduralValues("fixture/tiny-bit", "norm.weight", 1024, { a: 1, b: 0.25 });
  * ```
  */
-export function proceduralValues(seed: string, name: string, n: number, rule: ValueRule): Float32Array<ArrayBuffer> {
+export function proceduralValues(
+  seed: string,
+  name: string,
+  n: number,
+  rule: ValueRule,
+): Float32Array<ArrayBuffer> {
   if (!Number.isSafeInteger(n) || n < 0) {
     throw new RangeError(`Cannot generate "${name}": expected a count, got ${n}`);
   }
@@ -78,7 +83,12 @@ export function proceduralValues(seed: string, name: string, n: number, rule: Va
  * The values of a procedural kernel hashed as [O,I,H,W], laid out HWIO [H,W,I,O]. Element (o,i,h,w) has
  * OIHW index j, so its counter is h0 + j * STEP (mod 2^32): generated in place, no transpose.
  */
-function proceduralHwio(seed: string, name: string, shape: readonly number[], rule: ValueRule): Float32Array<ArrayBuffer> {
+function proceduralHwio(
+  seed: string,
+  name: string,
+  shape: readonly number[],
+  rule: ValueRule,
+): Float32Array<ArrayBuffer> {
   const [o, i, h, w] = shape;
   const out = new Float32Array(o * i * h * w);
   const h0 = fnv1a32(`${seed}/${name}`) | 0;
@@ -141,7 +151,8 @@ export function proceduralSource(
     const n = t.shape.reduce((a, b) => a * b, 1);
     const dtype = t.rule ? "F32" : "I64";
     const bytes = (t.rule ? 4 : 8) * n;
-    const shape = t.storedShape ?? (t.layout === "HWIO" ? [t.shape[2], t.shape[3], t.shape[1], t.shape[0]] : t.shape);
+    const shape = t.storedShape ??
+      (t.layout === "HWIO" ? [t.shape[2], t.shape[3], t.shape[1], t.shape[0]] : t.shape);
     if (entries.has(t.name)) throw new TypeError(`Cannot generate "${t.name}" twice`);
     entries.set(t.name, { name: t.name, dtype, shape: [...shape], begin: offset, end: offset + bytes });
     specs.set(t.name, t);
@@ -156,7 +167,11 @@ export function proceduralSource(
       if (closed) throw new WeightsError(file, "", `Cannot read "${file}": the source is closed`);
       for (const name of wanted ?? []) {
         if (!entries.has(name)) {
-          throw new WeightsError(file, name, `Cannot load "${name}" from "${file}": no such tensor in the file`);
+          throw new WeightsError(
+            file,
+            name,
+            `Cannot load "${name}" from "${file}": no such tensor in the file`,
+          );
         }
       }
       const list = [...entries.values()].filter((e) => !wanted || wanted.has(e.name));
