@@ -238,7 +238,7 @@ export class Embedder {
     keep: readonly string[],
     nonfiniteFlags?: { buffer: GPUBuffer; stride: number },
   ): Promise<BatchPlan> {
-    const graph = this.model.graph(this.size, batch);
+    const graph = this.model.graph(this.size, batch, { checkpoints: keep.length > 0 });
     const label = `${this.model.family}-${this.size}-b${batch}${keep.length > 0 ? "+checkpoints" : ""}${
       nonfiniteFlags ? "+nonfinite" : ""
     }`;

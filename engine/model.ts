@@ -80,8 +80,11 @@ export interface ModelDefinition {
   checkSize(size: number): void;
   /** The preprocessing for input size S. */
   preprocessing(size: number): Preprocessing;
-  /** The network for input size S and a batch. */
-  graph(size: number, batch: number): Graph;
+  /**
+   * The network for input size S and a batch. With `checkpoints`, the graph also computes the tensors
+   * references compare that the embedding itself does not need (a ViT's final norm over every token).
+   */
+  graph(size: number, batch: number, options?: { readonly checkpoints?: boolean }): Graph;
 }
 
 /** What a family finds in a set of tensors: for `deno task inspect` and `deno task convert`. */
