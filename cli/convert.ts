@@ -239,7 +239,7 @@ export async function convert(
     // A model family decides what the engine reads and under which names, and the rest is dropped;
     // tensors of no known family (another SavedModel) are all kept, as they are.
     const family = FAMILIES.find((f) => f.detect(source));
-    const inventory = family?.inventory(source);
+    const inventory = family?.inventory(source, {});
     const keep = new Map(
       inventory
         ? [...inventory.tensors].map(([name, entry]) => [name, entry.name])

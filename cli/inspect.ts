@@ -71,7 +71,7 @@ export interface WeightsReport {
  * @throws {WeightsError} when the tensors are no known model.
  */
 export function inspectWeights(source: TensorSource, bytes: number): WeightsReport {
-  const inv = detectFamily(source).inventory(source);
+  const inv = detectFamily(source).inventory(source, {});
   const dtypes: Record<string, number> = {};
   let parameters = 0;
   for (const e of inv.tensors.values()) {

@@ -17,6 +17,16 @@ import { BIT_R101X3, BIT_R50X1, type BitArchitecture, bitArchitecture } from "./
 import { bitInventory, bitModel } from "./bit.ts";
 import { bitProceduralSource } from "./bit_names.ts";
 import { isResnet, RESNET50, resnetInventory, resnetModel, resnetProceduralSource } from "./resnet.ts";
+import {
+  isVit,
+  VIT_B16,
+  VIT_S16,
+  VIT_T16,
+  type VitArchitecture,
+  vitInventory,
+  vitModel,
+  vitProceduralSource,
+} from "./vit.ts";
 
 /** Options a family reads when it defines a model from weights. */
 export interface FamilyOptions {
@@ -41,7 +51,7 @@ export interface ModelFamily {
   /** The model definition for these weights. */
   define(source: TensorSource, options: FamilyOptions): ModelDefinition;
   /** What the weights hold (header only): for `inspect` and `convert`. */
-  inventory(source: TensorSource): WeightsInventory;
+  inventory(source: TensorSource, options: FamilyOptions): WeightsInventory;
 }
 
 const DERM_STEM = "params.feature_extractor.root_block.conv_root.kernel";
@@ -61,6 +71,13 @@ export const FAMILIES: readonly ModelFamily[] = [
     detect: (s) => isResnet(s.tensors),
     define: (s, o) => resnetModel(s, o),
     inventory: (s) => resnetInventory(s),
+  },
+  {
+    name: "vit",
+    description: "timm VisionTransformer (Gröger et al.'s DINO, iBOT and MAE ViT-T/16, ViT-S/16)",
+    detect: (s) => isVit(s.tensors),
+    define: (s, o) => vitModel(s, o),
+    inventory: (s, o) => vitInventory(s, o),
   },
 ];
 
@@ -96,6 +113,10 @@ export interface ProceduralModel {
 /** Seed of procedural weights when none is given. */
 export const DEFAULT_PROCEDURAL_SEED = "derm-webgpu/demo";
 
+function vitProcedural(description: string, arch: VitArchitecture): ProceduralModel {
+  return { family: "vit", description, source: (seed) => vitProceduralSource(arch, seed) };
+}
+
 function bitProcedural(description: string, arch: BitArchitecture): ProceduralModel {
   // Timm names with the derm preset recorded: Derm Foundation's numerics over the BiT formula.
   return {
@@ -129,6 +150,17 @@ export const PROCEDURAL_MODELS: Readonly<Record<string, ProceduralModel>> = {
     source: (seed) =>
       resnetProceduralSource({ layers: [1, 1, 1, 1], widthPerGroup: 16, stemChannels: 64 }, seed),
   },
+  "vit-t16": vitProcedural("ViT-T/16 at 224 (Gröger et al.'s DINO / iBOT / MAE)", VIT_T16),
+  "vit-s16": vitProcedural("ViT-S/16 at 224", VIT_S16),
+  "vit-b16": vitProcedural("ViT-B/16 at 224", VIT_B16),
+  "tiny-vit": vitProcedural("the fixtures' tiny ViT (dim 48, depth 3, 3 heads, 64 x 64)", {
+    dim: 48,
+    depth: 3,
+    heads: 3,
+    patch: 16,
+    grid: 4,
+    mlp: 192,
+  }),
 };
 
 /**

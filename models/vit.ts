@@ -23,7 +23,7 @@ import type { ModelDefinition, WeightRecipe, WeightsInventory } from "../engine/
 import type { TensorEntry, TensorSource } from "../engine/tensor_source.ts";
 import { LOWERINGS } from "../kernels/registry.ts";
 import { decodeToFloat32 } from "../weights/dtypes.ts";
-import { type ProceduralTensor, proceduralSource } from "../weights/procedural.ts";
+import { proceduralSource, type ProceduralTensor } from "../weights/procedural.ts";
 import { groegerValueRule, IMAGENET_PRESET, imagenetPreprocessing } from "./imagenet.ts";
 
 /** A ViT: width D, depth, heads, patch P, position grid (S / P), MLP width. */
@@ -115,7 +115,9 @@ export function headsFromMetadata(metadata: Readonly<Record<string, string>>): n
   }
   if (typeof args.num_heads === "number" && Number.isInteger(args.num_heads)) return args.num_heads;
   for (const key of ["arch", "model"]) {
-    const m = typeof args[key] === "string" ? /vit_(tiny|small|base|large|huge)/.exec(args[key] as string) : null;
+    const m = typeof args[key] === "string"
+      ? /vit_(tiny|small|base|large|huge)/.exec(args[key] as string)
+      : null;
     if (m) return HEADS_BY_SIZE[m[1]];
   }
   return undefined;
@@ -130,7 +132,11 @@ const MAX_DEPTH = 1024;
  * @throws {WeightsError} For a missing, misshapen or unexpected tensor, or heads that do not divide D.
  */
 export function adaptVitWeights(
-  listing: { file: string; tensors: ReadonlyMap<string, TensorEntry>; metadata?: Readonly<Record<string, string>> },
+  listing: {
+    file: string;
+    tensors: ReadonlyMap<string, TensorEntry>;
+    metadata?: Readonly<Record<string, string>>;
+  },
   heads?: number,
 ): {
   architecture: VitArchitecture;
@@ -216,7 +222,9 @@ function patchKernel(w: Float32Array, d: number, p: number): Float32Array {
   for (let o = 0; o < d; o++) {
     for (let i = 0; i < 3; i++) {
       for (let y = 0; y < p; y++) {
-        for (let x = 0; x < p; x++) out[((y * p + x) * INPUT_CHANNELS + i) * d + o] = w[((o * 3 + i) * p + y) * p + x];
+        for (let x = 0; x < p; x++) {
+          out[((y * p + x) * INPUT_CHANNELS + i) * d + o] = w[((o * 3 + i) * p + y) * p + x];
+        }
       }
     }
   }
@@ -260,7 +268,13 @@ export function vitGraph(
       weights: { gamma: `${param}.weight`, beta: `${param}.bias` },
       attrs: { eps: VIT_LAYER_NORM_EPS },
     });
-  const linear = (name: string, inputs: string[], param: string, out: number, extra: Record<string, string> = {}) =>
+  const linear = (
+    name: string,
+    inputs: string[],
+    param: string,
+    out: number,
+    extra: Record<string, string> = {},
+  ) =>
     g.node("linear", name, {
       inputs,
       weights: { weight: `${param}.weight`, bias: `${param}.bias` },
@@ -365,7 +379,9 @@ export function vitModel(source: TensorSource, options: VitModelOptions = {}): M
 export function vitInventory(source: TensorSource, options: { vitHeads?: number } = {}): WeightsInventory {
   const { architecture: arch, tensors, ignored, headsFrom } = adaptVitWeights(source, options.vitHeads);
   const size = arch.dim === 192 ? "T" : arch.dim === 384 ? "S" : arch.dim === 768 ? "B" : undefined;
-  const name = size && arch.depth === 12 ? `ViT-${size}/${arch.patch}` : `ViT (dim ${arch.dim}, depth ${arch.depth})`;
+  const name = size && arch.depth === 12
+    ? `ViT-${size}/${arch.patch}`
+    : `ViT (dim ${arch.dim}, depth ${arch.depth})`;
   return {
     family: "vit",
     architecture: {
@@ -387,8 +403,12 @@ export function vitInventory(source: TensorSource, options: { vitHeads?: number 
     ignored,
     lines: [
       `${name}: ${arch.depth} blocks of width ${arch.dim}, ${arch.heads} heads, MLP ${arch.mlp}, ` +
-      `${arch.patch}x${arch.patch} patches on a ${arch.grid}x${arch.grid} grid (input ${arch.patch * arch.grid})`,
-      `  embedding   the class token of the last ${Math.min(DEFAULT_VIT_BLOCKS, arch.depth)} blocks through the final norm`,
+      `${arch.patch}x${arch.patch} patches on a ${arch.grid}x${arch.grid} grid (input ${
+        arch.patch * arch.grid
+      })`,
+      `  embedding   the class token of the last ${
+        Math.min(DEFAULT_VIT_BLOCKS, arch.depth)
+      } blocks through the final norm`,
     ],
   };
 }
@@ -400,5 +420,9 @@ export function vitProceduralSource(arch: VitArchitecture, seed: string): Tensor
     shape,
     rule: groegerValueRule(name, shape),
   }));
-  return proceduralSource(tensors, seed, { preset: IMAGENET_PRESET, family: "vit", vit_heads: String(arch.heads) });
+  return proceduralSource(tensors, seed, {
+    preset: IMAGENET_PRESET,
+    family: "vit",
+    vit_heads: String(arch.heads),
+  });
 }
