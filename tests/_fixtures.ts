@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { type BitArchitecture, bitArchitecture } from "../models/bit_arch.ts";
 import type { BitPreset } from "../models/bit.ts";
 import { bitProceduralSource } from "../models/bit_names.ts";
+import { type VitArchitecture, vitProceduralSource } from "../models/vit.ts";
 import type { TensorSource } from "../weights/safetensors.ts";
 import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
 import { readTestdata, readTestdataJson, testdataPath } from "./_testdata.ts";
@@ -140,11 +141,18 @@ function sha256(bytes: Uint8Array): string {
 }
 
 /**
- * The procedural source that regenerates a recorded file: the BiT case of the same name in bit/cases.json.
+ * The procedural source that regenerates a recorded file: the BiT case of the same name in bit/cases.json,
+ * or the ViT case in groeger/cases.json.
  *
  * @throws {Error} When no case describes the file.
  */
 export function proceduralSourceFor(relative: string): TensorSource {
+  const vit = /^groeger\/(.+)\.safetensors$/.exec(relative)?.[1];
+  if (vit) {
+    const c = groegerCases().find((x) => x.name === vit && x.family === "vit" && x.store_weights);
+    if (!c) throw new Error(`Cannot regenerate "testdata/${relative}": no stored-weights case describes it`);
+    return vitProceduralSource(groegerVitArchitecture(c), c.seed);
+  }
   const name = /^bit\/(.+)\.safetensors$/.exec(relative)?.[1];
   const c = fixtureCases().find((x) => x.name === name && x.store_weights);
   if (!c) throw new Error(`Cannot regenerate "testdata/${relative}": no stored-weights case describes it`);
@@ -260,4 +268,16 @@ export function groegerImagePath(c: GroegerCase): string {
 /** testdata/groeger/README.md's bound: max(2 x PyTorch float32's own error, 2e-6), never above 5e-5. */
 export function groegerBound(metadata: Record<string, string>): number {
   return Math.min(Math.max(2 * Number(metadata.torch_f32_max_rel_err), 2e-6), 5e-5);
+}
+
+/** The architecture of a Gröger ViT case. */
+export function groegerVitArchitecture(c: GroegerCase): VitArchitecture {
+  return {
+    dim: c.dim!,
+    depth: c.depth!,
+    heads: c.heads!,
+    patch: c.patch!,
+    grid: c.size / c.patch!,
+    mlp: 4 * c.dim!,
+  };
 }

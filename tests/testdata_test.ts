@@ -40,9 +40,15 @@ Deno.test("testdata/: every file of MANIFEST.sha256 is present with its recorded
   );
 });
 
-Deno.test("testdata/: the fixtures' BiT weight files regenerate bit for bit from the procedural formula", async () => {
+Deno.test("testdata/: the fixtures' BiT and ViT weight files regenerate bit for bit from the procedural formulas", async () => {
   const records = proceduralWeightsRecords();
-  for (const file of ["bit/tiny-bit-64.safetensors", "bit/tiny-derm-96.safetensors"]) {
+  for (
+    const file of [
+      "bit/tiny-bit-64.safetensors",
+      "bit/tiny-derm-96.safetensors",
+      "groeger/tiny-vit-64.safetensors",
+    ]
+  ) {
     const bytes = await regenerateFixtureWeights(file);
     assert.equal(bytes.length, records[file].bytes);
   }
