@@ -16,6 +16,9 @@
  * {@linkcode MAX_DEFLATE_RATIO} times its compressed size nor more than `maxInflatedBytes`, inflating stops
  * as soon as the output passes the declared size, and every entry read whole has its CRC-32 checked.
  *
+ * Longer than ~400 lines on purpose: the end records, the central directory and the entry reads are one
+ * chain of bounds checks, each relying on the last, and a third of the file is JSDoc and messages.
+ *
  * This module is browser compatible.
  * @module
  */
