@@ -7,8 +7,8 @@
  *   64-byte aligned), `<prefix>/byteorder` ("little" or "big", absent before torch 2.1: little),
  *   `<prefix>/version`. Persistent ids are `("storage", storage_type, key, location, numel)`.
  * - Legacy format: five pickles back to back (the magic number 0x1950a86a20f9469cfc6c, the protocol version
- *   1001, `sys_info` with `little_endian`, the object, the list of storage keys), then each storage in that
- *   list's order as a little-endian u64 element count and its bytes. Persistent ids are `("storage",
+ *   1001, `sys_info`, the object, the list of storage keys), then each storage in that list's order as a
+ *   u64 element count and its bytes, both little-endian whatever the machine that wrote them. Persistent ids are `("storage",
  *   storage_type, root_key, location, numel, view_metadata)`. The pre-2017 tar format is refused.
  *
  * Opening reads the pickles and the storage directory only (zip: end records and central directory; legacy:
@@ -427,8 +427,9 @@ async function openLegacyCheckpoint(reader: RandomAccessReader, file: string): P
         `unsupported legacy protocol version ${String(version.value)}: expected ${LEGACY_PROTOCOL_VERSION}`,
       );
     }
+    // sys_info's little_endian is not needed: torch writes legacy storages (and their counts) little-endian
+    // whatever the machine (THPStorage_writeFileRaw), and its loader ignores the flag too.
     const sysInfo = await head.pickle(version.end, "sys_info");
-    const littleEndian = sysInfo.value instanceof Map ? sysInfo.value.get("little_endian") !== false : true;
     let roots = new Map<string, StorageRef>();
     const main = await head.pickle(sysInfo.end, "object", () => {
       roots = new Map();
@@ -482,7 +483,7 @@ async function openLegacyCheckpoint(reader: RandomAccessReader, file: string): P
       at += 8 + bytes;
     }
     const store: StorageStore = {
-      bigEndian: !littleEndian,
+      bigEndian: false,
       byteLength: (key) => places.get(key)?.bytes,
       offset: (key) => Promise.resolve(places.get(key)!.start),
       read: (key, begin, end) => {
