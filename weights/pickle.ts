@@ -325,7 +325,9 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions = {}): Unpi
   const sized = (length: number, what: string): Uint8Array => {
     if (length > bytes.length - pos) {
       const e = fail(
-        `${what} of ${length} bytes is past the end of the input (${bytes.length - pos} bytes left)`,
+        `truncated: ${what} of ${length} bytes is past the end of the input (${
+          bytes.length - pos
+        } bytes left)`,
       );
       truncations.add(e);
       throw e;
@@ -490,7 +492,9 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions = {}): Unpi
         const length = u64();
         if (length > bytes.length - pos) {
           const e = fail(
-            `frame of ${length} bytes is past the end of the input (${bytes.length - pos} bytes left)`,
+            `truncated: frame of ${length} bytes is past the end of the input (${
+              bytes.length - pos
+            } bytes left)`,
           );
           truncations.add(e);
           throw e;
