@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { WeightsError } from "../engine/errors.ts";
-import { FAMILIES } from "../models/registry.ts";
+import { FAMILIES, isPytorchPath, openWeights, PYTORCH_EXTENSIONS } from "../models/registry.ts";
 import {
   decodeToFloat32,
   entriesInFileOrder,
@@ -26,28 +26,35 @@ import { reportError } from "./errors.ts";
 /** Written to the `converter` metadata key. */
 export const CONVERTER_VERSION = "derm-webgpu convert 0.1.0";
 
-const HELP = `deno task convert: TensorFlow SavedModel / safetensors / BiT .npz -> safetensors for the engine
+const HELP = `deno task convert: SavedModel / PyTorch checkpoint / safetensors / BiT .npz -> safetensors
 
 Usage:
-  deno task convert SRC --out OUT.safetensors [--dtype f32|f16] [--preset derm|bit]
+  deno task convert SRC --out OUT.safetensors [--dtype f32|f16] [--preset derm|bit|imagenet] [--vit-heads H]
 
 SRC is one of:
   a TensorFlow 2 SavedModel directory (saved_model.pb + variables/), e.g. Derm Foundation as published:
       variables are named by SavedVariable.name (params.feature_extractor...), each tensor's CRC32C is
       checked, and training state (optimizer slots and counters, metrics, RNG state) is dropped
-  a .safetensors file: re-typed (--dtype) and stripped of a BiT classifier head
+  a PyTorch checkpoint (.pth, .pt, .ckpt, .bin; torch.save's zip or legacy format), read without running
+      anything: DINO / iBOT (the teacher), MAE (the encoder), BYOL, SimCLR or a plain state dict; written
+      under the model's canonical names (timm for ViTs, torchvision for ResNets)
+  a .safetensors file: re-typed (--dtype) and stripped of a classifier head
   a BiT .npz (big_transfer / Derm-style names)
 
 Options:
   --out FILE          the safetensors file to write (required); written through a temporary file, so a
                       failed conversion leaves nothing behind
   --dtype f32|f16     element type of the output (default f32); f16 rounds to nearest even
-  --preset derm|bit   preset recorded in the metadata (default: derm for Derm names, bit for timm names)
+  --preset P          preset recorded in the metadata (default: the family's: derm for Derm names, bit
+                      for timm BiT names, imagenet for ResNets and ViTs)
+  --vit-heads H       ViT: the attention heads to record (default: the checkpoint's args, else D / 64)
   --verbose           list every dropped variable and print stack traces
   --help              show this help
 
-Tensor names and layouts are kept (Derm kernels stay HWIO; the engine reads either naming). Metadata
-written: preset, source, converter and, for BiT models, architecture.
+BiT names and layouts are kept (Derm kernels stay HWIO; the engine reads either naming); a checkpoint's
+tensors get their model's names. What the model does not read is dropped (classifier head, BatchNorm
+counters, an MAE decoder). Metadata written: family, architecture, preset, source, converter and, for
+ViTs, vit_heads.
 Exit codes: 0 success, 1 the source could not be converted, 2 bad command line.`;
 
 /** Output element type. */
@@ -77,10 +84,15 @@ async function openSource(src: string): Promise<{ source: TensorSource; format: 
     return { source: await openSafetensorsFile(src), format: "safetensors" };
   }
   if (lower.endsWith(".npz")) return { source: await openNpzFile(src, { dropHead: true }), format: "npz" };
+  if (isPytorchPath(src)) {
+    const source = await openWeights(src);
+    return { source, format: `pytorch-${source.metadata.layout}` };
+  }
   throw new WeightsError(
     src,
     "",
-    `Cannot convert "${src}": expected a SavedModel directory, a .safetensors or a .npz file`,
+    `Cannot convert "${src}": expected a SavedModel directory, a .safetensors, a .npz or a PyTorch checkpoint ` +
+      `(${PYTORCH_EXTENSIONS.join(", ")})`,
   );
 }
 
@@ -211,6 +223,8 @@ export interface ConvertOptions {
   dtype?: OutputDtype;
   /** Preset to record (default: the family's, from the file's metadata or naming). */
   preset?: string;
+  /** ViT: attention heads to record (default: the checkpoint's args, else D / 64). */
+  vitHeads?: number;
 }
 
 /**
@@ -239,7 +253,7 @@ export async function convert(
     // A model family decides what the engine reads and under which names, and the rest is dropped;
     // tensors of no known family (another SavedModel) are all kept, as they are.
     const family = FAMILIES.find((f) => f.detect(source));
-    const inventory = family?.inventory(source, {});
+    const inventory = family?.inventory(source, { vitHeads: options.vitHeads });
     const keep = new Map(
       inventory
         ? [...inventory.tensors].map(([name, entry]) => [name, entry.name])
@@ -251,6 +265,9 @@ export async function convert(
     if (inventory) {
       metadata.family = inventory.family;
       metadata.architecture = inventory.architecture.summary;
+      if (typeof inventory.architecture.heads === "number") {
+        metadata.vit_heads = String(inventory.architecture.heads);
+      }
     }
     const preset = options.preset ?? inventory?.preset;
     if (preset) metadata.preset = preset;
@@ -290,6 +307,7 @@ export async function main(args: string[]): Promise<number> {
         out: { type: "string" },
         dtype: { type: "string" },
         preset: { type: "string" },
+        "vit-heads": { type: "string" },
         verbose: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
@@ -313,7 +331,15 @@ export async function main(args: string[]): Promise<number> {
   const [src] = positionals;
   if (src.replace(/\/+$/, "") === values.out) return usage("--out must differ from SRC");
   try {
-    const result = await convert(src, values.out, { dtype: dtype === "f16" ? "F16" : "F32", preset });
+    const heads = values["vit-heads"] === undefined ? undefined : Number(values["vit-heads"]);
+    if (heads !== undefined && (!Number.isInteger(heads) || heads < 1)) {
+      return usage(`--vit-heads must be a positive integer, got "${values["vit-heads"]}"`);
+    }
+    const result = await convert(src, values.out, {
+      dtype: dtype === "f16" ? "F16" : "F32",
+      preset,
+      vitHeads: heads,
+    });
     const mb = result.bytes / 1e6;
     console.error(
       `converted ${result.tensors} tensors (${result.parameters.toLocaleString("en-US")} parameters, ` +

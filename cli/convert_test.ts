@@ -9,7 +9,7 @@ import { zipSync } from "fflate";
 import { convert, CONVERTER_VERSION, float32BytesToFloat16, main } from "./convert.ts";
 import { WeightsError } from "../engine/errors.ts";
 import { bitArchitecture } from "../models/bit_arch.ts";
-import { createBitEmbedder } from "../models/registry.ts";
+import { createBitEmbedder, createEmbedder } from "../models/registry.ts";
 import { bitProceduralSource } from "../models/bit_names.ts";
 import { adaptBitWeights } from "../models/bit_names.ts";
 import { decodeToFloat32, type TensorSource } from "../weights/safetensors.ts";
@@ -25,6 +25,8 @@ import {
 } from "../tests/_fixtures.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { testdataPath } from "../tests/_testdata.ts";
+import { CheckpointBuilder } from "../tests/_torch_checkpoint_writer.ts";
+import { dict } from "../tests/_pickle_writer.ts";
 import { dermLeafKey, writeDermSavedModel } from "../tests/_savedmodel_writer.ts";
 import { withTempDir } from "../tests/_temp.ts";
 
@@ -371,3 +373,54 @@ gpuTest(
     });
   },
 );
+
+gpuTest(
+  "convert: tiny-resnet-64.pth (BYOL, legacy) becomes torchvision-named safetensors that embed the same",
+  async (gpu) => {
+    await withTempDir(async (dir) => {
+      const pth = testdataPath("groeger/tiny-resnet-64.pth");
+      const result = await convert(pth, `${dir}/r.safetensors`);
+      assert.equal(result.metadata.family, "resnet");
+      assert.equal(result.metadata.preset, "imagenet");
+      assert.equal(result.metadata.source, `pytorch-byol:${pth}`);
+      assert.equal(result.tensors, 85);
+      assert.equal(result.dropped.filter((d) => d.reason === "training state").length, 17);
+      const out = await openSafetensorsFile(`${dir}/r.safetensors`);
+      try {
+        assert.ok(out.tensors.has("layer1.0.conv1.weight") && out.tensors.has("bn1.running_var"));
+        assert.ok(
+          ![...out.tensors.keys()].some((n) => n.startsWith("net.") || n.endsWith("num_batches_tracked")),
+        );
+      } finally {
+        await out.close();
+      }
+      const image = {
+        bytes: await Deno.readFile(new URL("../samples/ISIC_0000101.jpg", import.meta.url)),
+        name: "s",
+      };
+      const rows: Float32Array[] = [];
+      for (const weights of [pth, `${dir}/r.safetensors`]) {
+        const embedder = await createEmbedder(weights, { gpu, size: 64, resize: 73 });
+        try {
+          rows.push((await embedder.embed([image]))[0]);
+        } finally {
+          embedder.dispose();
+        }
+      }
+      assert.deepEqual(rows[1], rows[0]);
+    });
+  },
+);
+
+Deno.test("convert refuses a hostile checkpoint and leaves no file", async () => {
+  await withTempDir(async (dir) => {
+    const b = new CheckpointBuilder("zip");
+    const s = b.storage("FloatStorage", new Uint8Array(8));
+    // A tensor claiming four floats of a two-float storage.
+    await Deno.writeFile(`${dir}/big.pth`, b.write(dict({ "conv1.weight": b.tensor(s, { size: [4] }) })));
+    const { code, stderr } = await run([`${dir}/big.pth`, "--out", `${dir}/o.safetensors`]);
+    assert.equal(code, 1);
+    assert.match(stderr, /big\.pth/);
+    assert.deepEqual(await listDir(dir), ["big.pth"]);
+  });
+});

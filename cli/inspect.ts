@@ -5,16 +5,17 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { detectFamily } from "../models/registry.ts";
+import { detectFamily, isPytorchPath, openWeights } from "../models/registry.ts";
 import { openSafetensorsFile } from "../weights/safetensors_deno.ts";
 import { openNpzFile } from "../weights/npz_deno.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
 import { reportError } from "./errors.ts";
 
-const HELP = `deno task inspect: describe a weights file (Derm Foundation / BiT, ResNet)
+const HELP = `deno task inspect: describe a weights file (Derm Foundation / BiT, ResNet, ViT)
 
 Usage:
   deno task inspect [--json] MODEL.safetensors
+  deno task inspect [--json] CHECKPOINT.pth        (PyTorch: DINO, iBOT, MAE, BYOL, SimCLR, state dict)
   deno task inspect [--json] BiT-M-R101x3.npz
 
 Reads the header only (no tensor data) and prints the model family, its architecture, the embedding size,
@@ -22,6 +23,7 @@ preset, parameter count, dtypes, tensor naming, the tensors the engine ignores (
 state) and the file's metadata (source, converter).
 
 Options:
+  --vit-heads H  ViT: the attention heads when the file does not state them (D / 64 otherwise)
   --json   print one JSON object instead of text (fields: file, bytes, family, naming, preset, presetFrom,
            architecture {name, summary, and the family's own: BiT depth, width, stemChannels, stages[];
            ResNet depth, layers, widthPerGroup, stemChannels}, embeddingSize, tensors, parameters, dtypes,
@@ -70,8 +72,12 @@ export interface WeightsReport {
  * @returns The report.
  * @throws {WeightsError} when the tensors are no known model.
  */
-export function inspectWeights(source: TensorSource, bytes: number): WeightsReport {
-  const inv = detectFamily(source).inventory(source, {});
+export function inspectWeights(
+  source: TensorSource,
+  bytes: number,
+  options: { vitHeads?: number } = {},
+): WeightsReport {
+  const inv = detectFamily(source).inventory(source, options);
   const dtypes: Record<string, number> = {};
   let parameters = 0;
   for (const e of inv.tensors.values()) {
@@ -159,7 +165,11 @@ export async function main(args: string[]): Promise<number> {
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: { json: { type: "boolean", default: false }, help: { type: "boolean", default: false } },
+      options: {
+        json: { type: "boolean", default: false },
+        "vit-heads": { type: "string" },
+        help: { type: "boolean", default: false },
+      },
     });
   } catch (e) {
     console.error(`error: ${(e as Error).message}\n\nRun with --help for usage.`);
@@ -179,8 +189,13 @@ export async function main(args: string[]): Promise<number> {
   const path = positionals[0];
   let source: TensorSource | undefined;
   try {
-    source = path.toLowerCase().endsWith(".npz") ? await openNpzFile(path) : await openSafetensorsFile(path);
-    const report = inspectWeights(source, (await Deno.stat(path)).size);
+    source = path.toLowerCase().endsWith(".npz")
+      ? await openNpzFile(path)
+      : isPytorchPath(path)
+      ? await openWeights(path)
+      : await openSafetensorsFile(path);
+    const vitHeads = values["vit-heads"] === undefined ? undefined : Number(values["vit-heads"]);
+    const report = inspectWeights(source, (await Deno.stat(path)).size, { vitHeads });
     const { lines: _, ...json } = report;
     console.log(values.json ? JSON.stringify(json, null, 2) : formatReport(report));
     return 0;

@@ -6,6 +6,7 @@ import { BIT_R101X3, bitArchitecture } from "../models/bit_arch.ts";
 import { bitProceduralSource } from "../models/bit_names.ts";
 import { fixtureCases, fixtureWeightsFile } from "../tests/_fixtures.ts";
 import { withTempDir } from "../tests/_temp.ts";
+import { testdataPath } from "../tests/_testdata.ts";
 import { RESNET50, resnetProceduralSource, resnetTensorShapes } from "../models/resnet.ts";
 import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
 
@@ -211,4 +212,27 @@ Deno.test("inspect main() describes a torchvision ResNet-50 file: family, layers
     assert.match(text.out, /torchvision ResNet-50/);
     assert.match(text.out, /layer 3 +6 blocks, 1024 channels/);
   });
+});
+
+Deno.test("inspect main() describes the fixtures' checkpoints: DINO teacher (zip) and BYOL (legacy)", async () => {
+  const vit = await run(["--json", "--vit-heads", "3", testdataPath("groeger/tiny-vit-64.pth")]);
+  assert.equal(vit.code, 0, vit.err);
+  const v = JSON.parse(vit.out);
+  assert.equal(v.family, "vit");
+  assert.equal(v.metadata.layout, "dino");
+  assert.equal(v.metadata.from, "teacher");
+  assert.deepEqual([v.architecture.dim, v.architecture.depth, v.architecture.heads], [48, 3, 3]);
+  assert.equal(v.architecture.headsFrom, "option");
+  assert.equal(v.embeddingSize, 3 * 48);
+  const resnet = await run(["--json", testdataPath("groeger/tiny-resnet-64.pth")]);
+  assert.equal(resnet.code, 0, resnet.err);
+  const r = JSON.parse(resnet.out);
+  assert.equal(r.family, "resnet");
+  assert.equal(r.metadata.layout, "byol");
+  assert.deepEqual(r.architecture.layers, [1, 1, 1, 1]);
+  assert.equal(r.architecture.widthPerGroup, 16);
+  // Without --vit-heads: D = 48 is no multiple of 64 and the checkpoint states no heads.
+  const unknown = await run([testdataPath("groeger/tiny-vit-64.pth")]);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.err, /cannot tell the attention heads.*--vit-heads/);
 });

@@ -13,6 +13,12 @@ import type { ModelDefinition, WeightsInventory } from "../engine/model.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
 import { KERNELS, RUNTIME_KERNELS } from "../kernels/registry.ts";
 import { safetensorsFromBytes, safetensorsFromStream, safetensorsFromUrl } from "../weights/safetensors.ts";
+import {
+  checkpointSource,
+  looksLikePytorch,
+  type PytorchCheckpoint,
+  pytorchFromBytes,
+} from "../weights/pytorch.ts";
 import { BIT_R101X3, BIT_R50X1, type BitArchitecture, bitArchitecture } from "./bit_arch.ts";
 import { bitInventory, bitModel } from "./bit.ts";
 import { bitProceduralSource } from "./bit_names.ts";
@@ -189,8 +195,9 @@ export interface ProceduralWeights {
 }
 
 /**
- * Where weights come from: a safetensors file's bytes, a stream of them, a URL, a path (Deno only), a
- * `procedural:NAME[:SEED]` string, an opened {@linkcode TensorSource}, or a procedural spec.
+ * Where weights come from: the bytes of a safetensors file or a PyTorch checkpoint (`.pth`, zip or legacy
+ * format), a stream of safetensors bytes, a URL, a path (Deno only), a `procedural:NAME[:SEED]` string, an
+ * opened {@linkcode TensorSource}, or a procedural spec.
  */
 export type WeightsInput =
   | Uint8Array
@@ -202,12 +209,42 @@ export type WeightsInput =
 
 // Not literals, so that bundlers and the browser type-check leave the Deno file loaders out of the graph.
 const DENO_SAFETENSORS_LOADER = "../weights/safetensors_deno.ts";
+const DENO_PYTORCH_LOADER = "../weights/pytorch_deno.ts";
+
+/** File names of PyTorch checkpoints (`torch.save`): read as such, anything else as safetensors. */
+export const PYTORCH_EXTENSIONS = [".pth", ".pt", ".ckpt", ".bin", ".pth.tar"];
+
+/** Whether a path or URL names a PyTorch checkpoint. */
+export function isPytorchPath(path: string): boolean {
+  const lower = path.toLowerCase().replace(/[?#].*$/, "");
+  return PYTORCH_EXTENSIONS.some((e) => lower.endsWith(e));
+}
 
 async function openPath(path: string): Promise<TensorSource> {
+  if (isPytorchPath(path)) {
+    const loader: { openPytorchFile(path: string): Promise<PytorchCheckpoint> } = await import(
+      DENO_PYTORCH_LOADER
+    );
+    return await checkpointSource(await loader.openPytorchFile(path));
+  }
   const loader: { openSafetensorsFile(path: string): Promise<TensorSource> } = await import(
     DENO_SAFETENSORS_LOADER
   );
   return await loader.openSafetensorsFile(path);
+}
+
+/** A checkpoint at a URL: downloaded whole (checkpoints are the small models), then read. */
+async function pytorchFromUrl(url: string): Promise<TensorSource> {
+  let response: Response;
+  try {
+    response = await fetch(url);
+  } catch (cause) {
+    throw new WeightsError(url, "", `Cannot read "${url}": ${(cause as Error).message}`, { cause });
+  }
+  if (!response.ok) {
+    throw new WeightsError(url, "", `Cannot read "${url}": HTTP ${response.status} ${response.statusText}`);
+  }
+  return await checkpointSource(await pytorchFromBytes(new Uint8Array(await response.arrayBuffer()), url));
 }
 
 /**
@@ -218,17 +255,23 @@ async function openPath(path: string): Promise<TensorSource> {
  * @throws {WeightsError} For a file that cannot be read, naming it.
  */
 export async function openWeights(input: WeightsInput): Promise<TensorSource> {
-  if (input instanceof Uint8Array) return safetensorsFromBytes(input);
+  if (input instanceof Uint8Array) {
+    return looksLikePytorch(input)
+      ? await checkpointSource(await pytorchFromBytes(input))
+      : safetensorsFromBytes(input);
+  }
   if (input instanceof URL) {
     if (input.protocol === "file:") return await openPath(decodeURIComponent(input.pathname));
-    return await safetensorsFromUrl(input);
+    return isPytorchPath(input.pathname) ? await pytorchFromUrl(input.href) : await safetensorsFromUrl(input);
   }
   if (typeof input === "string") {
     if (input.startsWith("procedural:")) {
       const [, name, ...seed] = input.split(":");
       return proceduralWeights(name, seed.length > 0 ? seed.join(":") : undefined);
     }
-    if (/^https?:\/\//.test(input)) return await safetensorsFromUrl(input);
+    if (/^https?:\/\//.test(input)) {
+      return isPytorchPath(input) ? await pytorchFromUrl(input) : await safetensorsFromUrl(input);
+    }
     return await openPath(input);
   }
   if (input instanceof ReadableStream) return await safetensorsFromStream(input, "<stream>");

@@ -13,6 +13,8 @@ import { withExifOrientation } from "../cli/exif.ts";
 import { crc32 } from "../engine/crc32.ts";
 import { EMBED, embedCli, embedCommand, SAMPLES } from "./_embed_cli.ts";
 import { withTempDir } from "./_temp.ts";
+import { CheckpointBuilder } from "./_torch_checkpoint_writer.ts";
+import { call, dict, global } from "./_pickle_writer.ts";
 
 const MODEL = ["--weights", "procedural:tiny-derm", "--size", "96", "--workers", "1"];
 const D = 1024;
@@ -439,5 +441,48 @@ Deno.test("embed CLI: a corrupt image or truncated weights exit 1 naming the fil
     assert.equal(w.code, 1);
     assert.match(w.stderr, /cut\.safetensors/);
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["broken.png", "cut.safetensors"]);
+  });
+});
+
+Deno.test("embed CLI: a PyTorch checkpoint (BYOL, legacy format) embeds like its procedural weights", async () => {
+  await withTempDir(async (dir) => {
+    const common = ["--preset", "imagenet", "--size", "64", "--resize", "73", "--quiet", SAMPLES[0]];
+    const pth = await embedCli([
+      "--weights",
+      "testdata/groeger/tiny-resnet-64.pth",
+      "--out",
+      `${dir}/pth.npy`,
+      ...common,
+    ]);
+    assert.equal(pth.code, 0, pth.stderr);
+    const procedural = await embedCli([
+      "--weights",
+      "procedural:tiny-resnet:fixture/tiny-resnet",
+      "--out",
+      `${dir}/procedural.npy`,
+      ...common,
+    ]);
+    assert.equal(procedural.code, 0, procedural.stderr);
+    assert.deepEqual(await Deno.readFile(`${dir}/pth.npy`), await Deno.readFile(`${dir}/procedural.npy`));
+    const facts = JSON.parse(await Deno.readTextFile(`${dir}/pth.npy.json`));
+    assert.match(facts.architecture, /^ResNet layers 1\/1\/1\/1 width_per_group 16/);
+  });
+});
+
+Deno.test("embed CLI: a checkpoint that calls os.system exits 1 naming the file, runs nothing, writes nothing", async () => {
+  await withTempDir(async (dir) => {
+    const b = new CheckpointBuilder("zip");
+    const s = b.storage("FloatStorage", new Uint8Array(4));
+    const marker = `${dir}/pwned`;
+    const evil = b.write(dict({
+      state_dict: dict({ "conv1.weight": b.tensor(s, { size: [1] }) }),
+      hook: call(global("os", "system"), [`touch ${marker}`]),
+    }));
+    await Deno.writeFile(`${dir}/evil.pth`, evil);
+    const r = await embedCli(["--weights", `${dir}/evil.pth`, "--out", `${dir}/e.npy`, SAMPLES[0]]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /evil\.pth/);
+    assert.match(r.stderr, /refused to call os\.system/);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["evil.pth"]);
   });
 });

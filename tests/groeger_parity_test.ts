@@ -22,6 +22,7 @@ import { resnetProceduralSource } from "../models/resnet.ts";
 import { decodeImage } from "../engine/image_decode.ts";
 import { cpuPreprocess } from "../engine/input_stage.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
+import { testdataPath } from "./_testdata.ts";
 
 /** The procedural weights of a case. */
 export function groegerCaseWeights(c: GroegerCase): TensorSource {
@@ -86,4 +87,34 @@ for (const c of groegerCases().filter((x) => x.family === "resnet")) {
       embedder.dispose();
     }
   }, { slow: c.size >= 224 });
+}
+
+for (const c of groegerCases().filter((x) => x.family === "resnet" && x.store_checkpoint)) {
+  gpuTest(
+    `groeger parity: ${c.name}.pth (${c.checkpoint} layout, ${
+      c.checkpoint_format ?? "zip"
+    } format) loads and matches`,
+    async (gpu) => {
+      const ref = readGroegerReference(c.name);
+      const bound = groegerBound(ref.metadata);
+      const embedder = await createEmbedder(testdataPath(`groeger/${c.name}.pth`), {
+        gpu,
+        size: c.size,
+        resize: c.resize,
+      });
+      try {
+        assert.equal(embedder.model.family, c.family);
+        assert.equal(embedder.weights.metadata.layout, c.checkpoint);
+        const [row] = await embedder.embed([{
+          bytes: await Deno.readFile(groegerImagePath(c)),
+          name: c.image,
+        }]);
+        const error = relativeMaxError(row, ref.tensors.get("embedding_f64")!.data);
+        console.log(`${c.name}.pth: error ${error.toExponential(2)}, bound ${bound.toExponential(2)}`);
+        assert.ok(error <= bound, `${c.name}.pth: ${error} over ${bound}`);
+      } finally {
+        embedder.dispose();
+      }
+    },
+  );
 }

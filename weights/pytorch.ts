@@ -45,6 +45,7 @@ import { bytesReader, openZip, type RandomAccessReader, type ZipArchive, type Zi
 
 export { InvalidTensor, StorageRef, TensorRef } from "./pytorch_tensors.ts";
 export { type CheckpointLayout, type CheckpointStateDict, checkpointStateDict } from "./pytorch_layout.ts";
+import { checkpointStateDict } from "./pytorch_layout.ts";
 export { bytesReader, type RandomAccessReader } from "./zip.ts";
 
 /** The legacy format's first pickle. */
@@ -554,4 +555,53 @@ export async function openPytorch(reader: RandomAccessReader, file: string): Pro
  */
 export function pytorchFromBytes(bytes: Uint8Array, file = "<bytes>"): Promise<PytorchCheckpoint> {
   return openPytorch(bytesReader(bytes), file);
+}
+
+/** JSON of a checkpoint's `args` (an argparse Namespace as data): big integers as numbers, other values as text. */
+function argsJson(args: Record<string, unknown>): string {
+  return JSON.stringify(args, (_key, value) => {
+    if (typeof value === "bigint") return Number(value);
+    if (value instanceof Map) return Object.fromEntries(value);
+    if (
+      value !== null && typeof value === "object" && !Array.isArray(value) &&
+      Object.getPrototypeOf(value) !== Object.prototype
+    ) {
+      return String(value);
+    }
+    return value;
+  });
+}
+
+/**
+ * The weights of a training checkpoint as a source: the state dict of its layout (DINO / iBOT's teacher,
+ * MAE's encoder, BYOL's and SimCLR's `state_dict`, a plain state dict), under the model's names, with the
+ * layout, where it came from and the `args` (JSON) in the metadata. Closing the source closes the file.
+ *
+ * @param checkpoint An open checkpoint.
+ * @returns The source.
+ * @throws {WeightsError} When the checkpoint holds no state dict of tensors.
+ * @example
+ * ```ts
+ * const source = await checkpointSource(await pytorchFromBytes(bytes, "dino.pth"));
+ * ```
+ */
+export async function checkpointSource(checkpoint: PytorchCheckpoint): Promise<TensorSource> {
+  try {
+    const sd = checkpointStateDict(checkpoint.tree, checkpoint.file);
+    const metadata: Record<string, string> = { layout: sd.layout, from: sd.from };
+    if (sd.args) metadata.args = argsJson(sd.args);
+    return await checkpoint.source(sd.tensors, { metadata });
+  } catch (e) {
+    await checkpoint.close();
+    throw e;
+  }
+}
+
+/** Whether bytes start like a `torch.save` file: a zip archive, or the legacy format's pickled magic number. */
+export function looksLikePytorch(first: Uint8Array): boolean {
+  const zip = first[0] === 0x50 && first[1] === 0x4b && first[2] === 3 && first[3] === 4;
+  // Legacy: PROTO 2, then LONG1 of 10 bytes holding 0x1950a86a20f9469cfc6c.
+  const legacy = first[0] === 0x80 && first[1] === 0x02 && first[2] === 0x8a && first[3] === 0x0a &&
+    first[4] === 0x6c && first[5] === 0xfc && first[6] === 0x9c && first[7] === 0x46;
+  return zip || legacy;
 }
