@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { createEmbedder, PROCEDURAL_MODELS } from "../models/registry.ts";
 import { openWeightsArgument } from "./weights_arg.ts";
+import { FileTuningCache } from "./tuning_cache.ts";
 import { resolveModel } from "./model_cache.ts";
 import { appendJournal, readJournal, removeJournal } from "./journal.ts";
 import { describeGpu } from "../engine/device.ts";
@@ -74,6 +75,9 @@ Options:
   --resize R          imagenet: the side Pillow resizes to before the S x S crop (default round(S * 8 / 7))
   --kernels NAME,...  force these kernel variants wherever they apply (e.g. conv2d_direct); see
                       deno task bench --list-kernels
+  --tune auto|always|off  choose kernel variants by timing them on this adapter, once per shape, and keep
+                      the choices in the cache directory (tuning.json): auto (default) on GPUs, not on the
+                      CPU rasterisers (llvmpipe, lavapipe, SwiftShader) whose defaults are the best measured
   --out FILE          output file: .npy, .jsonl, .parquet or .safetensors (required)
   --list FILE         more images: one path per line, or a CSV with a "path" column (else "file",
                       "filename" or "image") whose other columns are kept as metadata; relative paths are
@@ -109,6 +113,7 @@ interface Options {
   size?: number;
   resize?: number;
   kernels?: string[];
+  tune?: "auto" | "always" | "off";
   out: string;
   batch?: number;
   workers: number;
@@ -136,6 +141,7 @@ export async function main(args: string[]): Promise<number> {
         size: { type: "string" },
         resize: { type: "string" },
         kernels: { type: "string" },
+        tune: { type: "string" },
         out: { type: "string" },
         list: { type: "string", multiple: true },
         batch: { type: "string" },
@@ -165,6 +171,9 @@ export async function main(args: string[]): Promise<number> {
   if (values.preset !== undefined && !PRESET_NAMES.includes(values.preset)) {
     return usage(`--preset must be one of ${PRESET_NAMES.join(", ")}, got "${values.preset}"`);
   }
+  if (values.tune !== undefined && !["auto", "always", "off"].includes(values.tune)) {
+    return usage(`--tune must be auto, always or off, got "${values.tune}"`);
+  }
   if (!outputFormat(values.out)) {
     return usage(`--out must end in ${OUTPUT_FORMATS.map((f) => `.${f}`).join(", ")}, got "${values.out}"`);
   }
@@ -186,6 +195,7 @@ export async function main(args: string[]): Promise<number> {
       size: int("size", values.size, 32, 4096),
       resize: int("resize", values.resize, 32, 16384),
       kernels: values.kernels?.split(",").map((k) => k.trim()).filter((k) => k !== ""),
+      tune: values.tune as Options["tune"],
       out: values.out,
       batch: int("batch", values.batch, 1),
       workers: int("workers", values.workers, 0, 64) ?? Math.min(4, Math.max(1, cores - 1)),
@@ -251,6 +261,9 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
     size: o.size,
     resize: o.resize,
     kernels: o.kernels,
+    tune: o.tune,
+    tuningCache: new FileTuningCache(),
+    engineVersion: ENGINE,
     maxBatch: o.batch,
     locateNonFinite: o.verbose,
   });
@@ -453,6 +466,12 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
           images_per_second: Number((embedded / (embedMs / 1000)).toFixed(2)),
           adapter: embedder.gpu.adapterInfo.description,
           model: embedder.describe(),
+          tuned_kernels: embedder.tunedChoices.map((c) => ({
+            shape: c.key,
+            variant: c.variant,
+            cached: c.cached,
+            ms: c.times,
+          })),
           batch,
           workers: pool.size,
           checkpoints: t.checkpoints,

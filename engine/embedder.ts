@@ -18,7 +18,8 @@
 import { acquireGpu, type Gpu } from "./device.ts";
 import { NonFiniteError } from "./errors.ts";
 import { numel } from "./kernel.ts";
-import type { Graph } from "./graph.ts";
+import type { Graph, GraphNode } from "./graph.ts";
+import type { KernelSpec } from "./kernel.ts";
 import { graphFlops, lowerGraph, type LoweringTable } from "./lowering.ts";
 import type { ModelDefinition, ModelFacts } from "./model.ts";
 import { createKernelPipeline, PipelineCache, type Plan } from "./plan.ts";
@@ -27,6 +28,14 @@ import { type InputResizeKernel, InputStage } from "./input_stage.ts";
 import type { Preprocessing } from "./preprocessing.ts";
 import { type NonfiniteKernel, type ResidentWeights, uploadWeights } from "./weights_upload.ts";
 import type { TensorSource } from "./tensor_source.ts";
+import {
+  isSoftwareAdapter,
+  MemoryTuningCache,
+  type TunedChoice,
+  tuneGraph,
+  type TuningCache,
+  tuningScope,
+} from "./autotune.ts";
 
 /** The kernels the runtime needs, from `kernels/registry.ts`. */
 export interface RuntimeKernels {
@@ -60,6 +69,16 @@ export interface RuntimeOptions {
    * names the first layer whose output held NaN or infinity (default false).
    */
   locateNonFinite?: boolean;
+  /**
+   * Choose kernel variants by timing them on this adapter (`engine/autotune.ts`): `auto` (the default) on
+   * GPUs but not on CPU rasterisers (llvmpipe, lavapipe, SwiftShader), whose defaults are the measured
+   * best; `always`; `off`. Forced `kernels` win over tuned choices.
+   */
+  tune?: "auto" | "always" | "off";
+  /** Where tuned choices are kept between runs (default: memory, for this embedder only). */
+  tuningCache?: TuningCache;
+  /** Engine version in the tuning cache's keys (a new version tunes again). */
+  engineVersion?: string;
 }
 
 const MAX_DEFAULT_BATCH = 16;
@@ -143,6 +162,10 @@ export class Embedder {
   #decode: DecodeImageOptions;
   #forced: ReadonlySet<string>;
   #locateNonFinite: boolean;
+  #tune: boolean;
+  #tuningCache: TuningCache;
+  #tuningScope: string;
+  #tuned: TunedChoice[] = [];
   #disposed = false;
   #timings = { uploadMs: 0, gpuMs: 0, images: 0 };
 
@@ -168,6 +191,10 @@ export class Embedder {
     this.#decode = options.decode ?? {};
     this.#locateNonFinite = options.locateNonFinite ?? false;
     this.#forced = new Set(options.kernels ?? []);
+    const tune = options.tune ?? "auto";
+    this.#tune = tune === "always" || (tune === "auto" && !isSoftwareAdapter(gpu.adapterInfo.description));
+    this.#tuningCache = options.tuningCache ?? new MemoryTuningCache();
+    this.#tuningScope = tuningScope(gpu.adapterInfo, options.engineVersion ?? "derm-webgpu");
     const one = model.graph(this.size, 1);
     this.flopsPerImage = graphFlops(one, kernels.lowerings);
     const perImage = Math.max(...[...one.tensors.values()].map((s) => numel(s) * 4));
@@ -210,6 +237,11 @@ export class Embedder {
       `${(this.flopsPerImage / 2e9).toFixed(1)} GMAC/image; batch up to ${this.maxBatch}`;
   }
 
+  /** The variants chosen by timing so far (empty when tuning is off), and whether each came from the cache. */
+  get tunedChoices(): readonly TunedChoice[] {
+    return this.#tuned;
+  }
+
   /** The graph for a batch, as planned (for inspection and benchmarks). */
   graph(batch: number): Graph {
     return this.model.graph(this.size, batch);
@@ -239,6 +271,19 @@ export class Embedder {
     nonfiniteFlags?: { buffer: GPUBuffer; stride: number },
   ): Promise<BatchPlan> {
     const graph = this.model.graph(this.size, batch, { checkpoints: keep.length > 0 });
+    const device = { limits: this.gpu.limits, features: this.gpu.features };
+    let pick: ((node: GraphNode, fitting: readonly KernelSpec[]) => string | undefined) | undefined;
+    if (this.#tune) {
+      const tuned = await tuneGraph(
+        { ...device, device: this.gpu.device, lostError: this.gpu.lostError },
+        graph,
+        this.#kernels.lowerings,
+        this.weights.buffers,
+        { cache: this.#tuningCache, scope: this.#tuningScope },
+      );
+      pick = tuned.pick;
+      this.#tuned.push(...tuned.choices);
+    }
     const label = `${this.model.family}-${this.size}-b${batch}${keep.length > 0 ? "+checkpoints" : ""}${
       nonfiniteFlags ? "+nonfinite" : ""
     }`;
@@ -246,11 +291,12 @@ export class Embedder {
       graph,
       this.#kernels.lowerings,
       this.weights.buffers,
-      { limits: this.gpu.limits, features: this.gpu.features },
+      device,
       {
         label,
         keep: keep.map((k) => graph.checkpoints[k] ?? k),
         forcedKernels: this.#forced,
+        pick,
         nonfiniteFlags,
       },
     ).build(

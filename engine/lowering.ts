@@ -98,6 +98,11 @@ export interface LowerGraphOptions {
   /** Kernel variants forced by name where they are candidates. */
   readonly forcedKernels?: ReadonlySet<string>;
   /**
+   * Chooses among the variants that fit a node when none is forced (the autotuner's choices,
+   * `engine/autotune.ts`); undefined keeps the table's preference.
+   */
+  readonly pick?: (node: GraphNode, fitting: readonly KernelSpec[]) => string | undefined;
+  /**
    * The non-finite pass: after node k, flag each image whose output holds NaN or infinity as a u32 at
    * byte `k * stride + 4 * n` of `buffer` (stride a multiple of the storage offset alignment; zeroed).
    */
@@ -141,7 +146,10 @@ export function lowerGraph(
     if (!node.inPlace && node.output !== graph.input && !graph.tensors.has(node.output)) {
       throw new TypeError(`Cannot lower "${node.name}": output "${node.output}" has no shape`);
     }
-    if (!node.inPlace) declare(node.output);
+    // Inputs are declared by the nodes that write them; in a graph cut to one node (the autotuner's) they
+    // and an in-place output are declared here. Declaring a tensor again is a no-op.
+    for (const t of node.inputs) if (t !== graph.input && graph.tensors.has(t)) declare(t);
+    declare(node.output);
     const weightOf = (role: string): WeightBinding | undefined => {
       const name = node.weights[role];
       return name === undefined ? undefined : (extraWeights?.get(name) ?? weights.get(name));
@@ -166,8 +174,10 @@ export function lowerGraph(
         return weightOf(role) !== undefined;
       },
       choose(candidates, fits) {
-        const wanted = candidates.find((c) => forced.has(c.name) && fits(c));
-        const chosen = wanted ?? candidates.find(fits);
+        const fitting = candidates.filter(fits);
+        const picked = options.pick?.(node, fitting);
+        const chosen = fitting.find((c) => forced.has(c.name)) ?? fitting.find((c) => c.name === picked) ??
+          fitting[0];
         if (!chosen) {
           throw new TypeError(
             `Cannot lower "${node.name}": none of ${candidates.map((c) => c.name).join(", ")} fits its shape`,
