@@ -79,10 +79,18 @@ export interface RuntimeOptions {
   tuningCache?: TuningCache;
   /** Engine version in the tuning cache's keys (a new version tunes again). */
   engineVersion?: string;
+  /**
+   * Batches in flight (default 2): each has its own plan, so batch k + 1 is uploaded and computed while
+   * batch k's embeddings are read back, which hides the readback latency (about 10 ms in Deno).
+   */
+  inFlight?: number;
 }
 
 const MAX_DEFAULT_BATCH = 16;
-const PLANS_KEPT = 2;
+/** Batch sizes (plan keys) whose plans are kept; older ones are freed. */
+const PLAN_KEYS_KEPT = 2;
+/** Batches in flight by default: one computing while the previous one's embeddings are read back. */
+const DEFAULT_IN_FLIGHT = 2;
 
 /**
  * Uploads a model's weights and returns an embedder.
@@ -134,6 +142,8 @@ interface BatchPlan {
   readonly graph: Graph;
   readonly plan: Plan;
   readonly input: InputStage;
+  /** Whether a batch holds it. */
+  busy: boolean;
 }
 
 /** Computes embeddings with resident weights. Create with {@linkcode createEmbedderRuntime}. */
@@ -166,6 +176,9 @@ export class Embedder {
   #tuningCache: TuningCache;
   #tuningScope: string;
   #tuned: TunedChoice[] = [];
+  #inFlight: number;
+  /** Resolves when a plan is released; replaced each time. */
+  #released: { promise: Promise<void>; resolve: () => void } = Promise.withResolvers<void>();
   #disposed = false;
   #timings = { uploadMs: 0, gpuMs: 0, images: 0 };
 
@@ -191,6 +204,10 @@ export class Embedder {
     this.#decode = options.decode ?? {};
     this.#locateNonFinite = options.locateNonFinite ?? false;
     this.#forced = new Set(options.kernels ?? []);
+    this.#inFlight = options.inFlight ?? DEFAULT_IN_FLIGHT;
+    if (!Number.isInteger(this.#inFlight) || this.#inFlight < 1 || this.#inFlight > 8) {
+      throw new RangeError(`Cannot keep ${options.inFlight} batches in flight: expected 1 to 8`);
+    }
     const tune = options.tune ?? "auto";
     this.#tune = tune === "always" || (tune === "auto" && !isSoftwareAdapter(gpu.adapterInfo.description));
     this.#tuningCache = options.tuningCache ?? new MemoryTuningCache();
@@ -247,22 +264,46 @@ export class Embedder {
     return this.model.graph(this.size, batch);
   }
 
-  async #planFor(batch: number, keep: readonly string[] = []): Promise<BatchPlan> {
+  /**
+   * A free plan for `batch` (and `keep`), marked busy: an idle one, else a new one while fewer than
+   * `inFlight` exist, else the next one released. Plans of batch sizes not used lately are freed.
+   */
+  async #acquire(batch: number, keep: readonly string[] = []): Promise<BatchPlan> {
     const key = `${batch}/${keep.join(",")}`;
-    const found = this.#plans.findIndex((p) => p.key === key);
-    if (found >= 0) {
-      const [p] = this.#plans.splice(found, 1);
-      this.#plans.unshift(p);
-      return p;
+    for (;;) {
+      this.#checkUsable();
+      const mine = this.#plans.filter((p) => p.key === key);
+      const free = mine.find((p) => !p.busy);
+      if (free) {
+        free.busy = true;
+        // Most recently used first, for the eviction below.
+        this.#plans = [free, ...this.#plans.filter((p) => p !== free)];
+        return free;
+      }
+      if (mine.length < this.#inFlight) {
+        const keys = [...new Set(this.#plans.map((p) => p.key))];
+        if (!keys.includes(key) && keys.length >= PLAN_KEYS_KEPT) {
+          const oldest = keys[keys.length - 1];
+          for (const p of this.#plans.filter((p) => p.key === oldest && !p.busy)) {
+            p.plan.dispose();
+            p.input.dispose();
+            this.#plans = this.#plans.filter((q) => q !== p);
+          }
+        }
+        const entry = await this.#buildPlan(batch, keep);
+        entry.busy = true;
+        this.#plans.unshift(entry);
+        return entry;
+      }
+      await this.#released.promise;
     }
-    while (this.#plans.length >= PLANS_KEPT) {
-      const old = this.#plans.pop()!;
-      old.plan.dispose();
-      old.input.dispose();
-    }
-    const entry = await this.#buildPlan(batch, keep);
-    this.#plans.unshift(entry);
-    return entry;
+  }
+
+  #release(p: BatchPlan): void {
+    p.busy = false;
+    const released = this.#released;
+    this.#released = Promise.withResolvers<void>();
+    released.resolve();
   }
 
   async #buildPlan(
@@ -309,7 +350,7 @@ export class Embedder {
       plan.bufferOf(graph.input),
       this.preprocessing,
     );
-    return { key: `${batch}/${keep.join(",")}`, graph, plan, input };
+    return { key: `${batch}/${keep.join(",")}`, graph, plan, input, busy: false };
   }
 
   /** Decodes encoded images (PNG/JPEG); decoded ones pass through. */
@@ -332,30 +373,44 @@ export class Embedder {
   async embed(images: readonly ImageInput[]): Promise<Float32Array[]> {
     this.#checkUsable();
     const decoded = await this.#decodeAll(images);
-    const rows: Float32Array[] = [];
+    // Every batch at once: #acquire holds back all but `inFlight` of them, so batch k + 1 computes while
+    // batch k is read back.
+    const batches: Promise<Float32Array[]>[] = [];
     for (let start = 0; start < decoded.length; start += this.maxBatch) {
-      const chunk = decoded.slice(start, start + this.maxBatch);
-      const { graph, plan, input } = await this.#planFor(chunk.length);
+      batches.push(this.#embedBatch(decoded.slice(start, start + this.maxBatch), start));
+    }
+    const settled = await Promise.allSettled(batches);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return settled.flatMap((r) => (r as PromiseFulfilledResult<Float32Array[]>).value);
+  }
+
+  /** One batch: a free plan, upload, run, read back, rows (images `start`.. of the call). */
+  async #embedBatch(chunk: DecodedImage[], start: number): Promise<Float32Array[]> {
+    const p = await this.#acquire(chunk.length);
+    let out: Map<string, ArrayBuffer>;
+    try {
       const t0 = performance.now();
-      const prepare = input.write(chunk, chunk.length);
+      const prepare = p.input.write(chunk, chunk.length);
       const t1 = performance.now();
-      const out = await plan.run({}, prepare);
+      out = await p.plan.run({}, prepare);
       this.#timings.uploadMs += t1 - t0;
       this.#timings.gpuMs += performance.now() - t1;
       this.#timings.images += chunk.length;
-      try {
-        rows.push(...this.#rows(out.get(graph.output)!, chunk.length, start));
-      } catch (e) {
-        if (!(e instanceof NonFiniteError) || !this.#locateNonFinite) throw e;
-        const layers = await this.firstNonFiniteLayers(chunk);
-        throw new NonFiniteError(
-          e.image,
-          layers[e.image - start],
-          `${e.message} (first non-finite output: ${layers[e.image - start] || "none found"})`,
-        );
-      }
+    } finally {
+      this.#release(p);
     }
-    return rows;
+    try {
+      return this.#rows(out.get(p.graph.output)!, chunk.length, start);
+    } catch (e) {
+      if (!(e instanceof NonFiniteError) || !this.#locateNonFinite) throw e;
+      const layers = await this.firstNonFiniteLayers(chunk);
+      throw new NonFiniteError(
+        e.image,
+        layers[e.image - start],
+        `${e.message} (first non-finite output: ${layers[e.image - start] || "none found"})`,
+      );
+    }
   }
 
   /**
@@ -432,14 +487,18 @@ export class Embedder {
       for (let c = 0; c < 3; c++) padded[p * 4 + c] = x[p * 3 + c];
     }
     const keep = options.checkpoints ?? [];
-    const { graph, plan } = await this.#planFor(n, keep);
-    const out = await plan.run({ [graph.input]: padded });
-    const checkpoints = new Map<string, Float32Array>();
-    for (const name of keep) {
-      const tensor = graph.checkpoints[name] ?? name;
-      checkpoints.set(name, new Float32Array(await plan.readTensor(tensor)));
+    const p = await this.#acquire(n, keep);
+    try {
+      const out = await p.plan.run({ [p.graph.input]: padded });
+      const checkpoints = new Map<string, Float32Array>();
+      for (const name of keep) {
+        const tensor = p.graph.checkpoints[name] ?? name;
+        checkpoints.set(name, new Float32Array(await p.plan.readTensor(tensor)));
+      }
+      return { rows: this.#rows(out.get(p.graph.output)!, n, 0), checkpoints };
+    } finally {
+      this.#release(p);
     }
-    return { rows: this.#rows(out.get(graph.output)!, n, 0), checkpoints };
   }
 
   #rows(bytes: ArrayBuffer, n: number, first: number): Float32Array[] {
@@ -468,9 +527,10 @@ export class Embedder {
   }
 
   /**
-   * Time spent by {@linkcode Embedder.embed} so far, summed over calls: `uploadMs` preprocessing on the CPU
-   * and queueing the pixels, `gpuMs` from submit to the embeddings read back (the upload's copy, the GPU
-   * preprocessing and the network), `images` embedded. For `--json` profiles.
+   * Time spent by {@linkcode Embedder.embed} so far, summed over batches: `uploadMs` preprocessing on the
+   * CPU and queueing the pixels, `gpuMs` from submit to the embeddings read back (the upload's copy, the GPU
+   * preprocessing and the network; batches in flight together each count theirs), `images` embedded. For
+   * `--json` profiles.
    */
   timings(): { uploadMs: number; gpuMs: number; images: number } {
     return { ...this.#timings };
