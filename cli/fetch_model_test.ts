@@ -9,6 +9,7 @@ import { chooseModelFiles, fetchModel, resolveModel } from "./model_cache.ts";
 import { EXIT_GATED, EXIT_NOT_FOUND, main } from "./fetch_model.ts";
 import { ProgressBar } from "./progress.ts";
 import { fixtureWeightsFile } from "../tests/_fixtures.ts";
+import { rejectsWith } from "../tests/_assert.ts";
 
 const TOKEN = "hf_test_secret_token";
 
@@ -142,13 +143,7 @@ async function rejectsHub(
   kind: HubError["kind"],
   pattern: RegExp,
 ): Promise<HubError> {
-  let caught: unknown;
-  try {
-    await promise;
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof HubError, `expected a HubError, got ${caught}`);
+  const caught = await rejectsWith(promise, HubError);
   assert.equal(caught.kind, kind, caught.message);
   assert.match(caught.message, pattern);
   return caught;

@@ -9,6 +9,7 @@ import { openNpzFile } from "./npz_deno.ts";
 import { openSafetensorsFile } from "./safetensors_deno.ts";
 import { writeSafetensorsFile } from "./safetensors_write_deno.ts";
 import type { TensorSource } from "./safetensors.ts";
+import { rejectsWith } from "../tests/_assert.ts";
 
 const TINY = bitArchitecture([2, 1], [16, 32], 8);
 const SEED = "npz-test";
@@ -149,13 +150,7 @@ function stored(name: string, data: Uint8Array, overrides: Partial<RawMember> = 
 }
 
 async function rejects(promise: Promise<unknown>, pattern: RegExp): Promise<WeightsError> {
-  let caught: unknown;
-  try {
-    await promise;
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof WeightsError, `expected a WeightsError, got ${caught}`);
+  const caught = await rejectsWith(promise, WeightsError);
   assert.match(caught.message, pattern);
   return caught;
 }

@@ -8,6 +8,7 @@ import { sha256, tinyVitTensors, torchvisionResnetShapes } from "../tests/_torch
 import { checkpointStateDict, pytorchFromBytes } from "./pytorch.ts";
 import { openPytorchFile } from "./pytorch_deno.ts";
 import type { TensorSource } from "./safetensors.ts";
+import { rejectsWith } from "../tests/_assert.ts";
 
 async function readAll(source: TensorSource): Promise<Map<string, Uint8Array>> {
   const out = new Map<string, Uint8Array>();
@@ -16,13 +17,7 @@ async function readAll(source: TensorSource): Promise<Map<string, Uint8Array>> {
 }
 
 async function rejects(promise: Promise<unknown>, pattern: RegExp, file: string): Promise<void> {
-  let caught: unknown;
-  try {
-    await promise;
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof WeightsError, `expected a WeightsError, got ${caught}`);
+  const caught = await rejectsWith(promise, WeightsError);
   assert.equal(caught.file, file);
   assert.match(caught.message, pattern);
 }

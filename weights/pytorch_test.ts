@@ -21,6 +21,7 @@ import {
   TensorRef,
 } from "./pytorch.ts";
 import type { TensorSource } from "./safetensors.ts";
+import { rejectsWith } from "../tests/_assert.ts";
 
 const FORMATS = ["zip", "legacy"] as const;
 
@@ -47,13 +48,7 @@ async function rejects(
   file: string,
   tensor = "",
 ): Promise<WeightsError> {
-  let caught: unknown;
-  try {
-    await promise;
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof WeightsError, `expected a WeightsError, got ${caught}`);
+  const caught = await rejectsWith(promise, WeightsError);
   assert.equal(caught.file, file);
   assert.equal(caught.tensor, tensor);
   assert.ok(caught.message.includes(`"${file}"`), caught.message);

@@ -4,6 +4,7 @@ import { WeightsError } from "../engine/errors.ts";
 import { readTestdata } from "../tests/_testdata.ts";
 import { writeZip, type ZipMember } from "../tests/_zip_writer.ts";
 import { bytesReader, MAX_DEFLATE_RATIO, openZip, type RandomAccessReader } from "./zip.ts";
+import { rejectsWith } from "../tests/_assert.ts";
 
 const enc = new TextEncoder();
 
@@ -18,13 +19,7 @@ function seeded(n: number, seed = 1): Uint8Array {
 }
 
 async function rejects(promise: Promise<unknown>, pattern: RegExp, file = "t.zip"): Promise<WeightsError> {
-  let caught: unknown;
-  try {
-    await promise;
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof WeightsError, `expected a WeightsError, got ${caught}`);
+  const caught = await rejectsWith(promise, WeightsError);
   assert.equal(caught.file, file);
   assert.match(caught.message, pattern);
   assert.ok(caught.message.startsWith(`Cannot read "${file}"`), caught.message);
