@@ -29,6 +29,7 @@ import { CheckpointBuilder } from "../tests/_torch_checkpoint_writer.ts";
 import { dict } from "../tests/_pickle_writer.ts";
 import { dermLeafKey, writeDermSavedModel } from "../tests/_savedmodel_writer.ts";
 import { withTempDir } from "../tests/_temp.ts";
+import { fixtureCheckpointFile } from "../tests/_fixtures.ts";
 
 const MOBILENET = testdataPath("savedmodel/arm-openmv-mobilenet");
 const TINY = bitArchitecture([1, 1, 1, 1], [16, 32, 64, 128], 8);
@@ -378,7 +379,7 @@ gpuTest(
   "convert: tiny-resnet-64.pth (BYOL, legacy) becomes torchvision-named safetensors that embed the same",
   async (gpu) => {
     await withTempDir(async (dir) => {
-      const pth = testdataPath("groeger/tiny-resnet-64.pth");
+      const pth = await fixtureCheckpointFile("groeger/tiny-resnet-64.pth");
       const result = await convert(pth, `${dir}/r.safetensors`);
       assert.equal(result.metadata.family, "resnet");
       assert.equal(result.metadata.preset, "imagenet");

@@ -9,6 +9,7 @@ import { withTempDir } from "../tests/_temp.ts";
 import { testdataPath } from "../tests/_testdata.ts";
 import { RESNET50, resnetProceduralSource, resnetTensorShapes } from "../models/resnet.ts";
 import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
+import { fixtureCheckpointFile } from "../tests/_fixtures.ts";
 
 /** Runs `main(args)` capturing stdout and stderr. */
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -224,7 +225,7 @@ Deno.test("inspect main() describes the fixtures' checkpoints: DINO teacher (zip
   assert.deepEqual([v.architecture.dim, v.architecture.depth, v.architecture.heads], [48, 3, 3]);
   assert.equal(v.architecture.headsFrom, "option");
   assert.equal(v.embeddingSize, 3 * 48);
-  const resnet = await run(["--json", testdataPath("groeger/tiny-resnet-64.pth")]);
+  const resnet = await run(["--json", await fixtureCheckpointFile("groeger/tiny-resnet-64.pth")]);
   assert.equal(resnet.code, 0, resnet.err);
   const r = JSON.parse(resnet.out);
   assert.equal(r.family, "resnet");

@@ -12,6 +12,8 @@ import { createHash } from "node:crypto";
 import { type BitArchitecture, bitArchitecture } from "../models/bit_arch.ts";
 import type { BitPreset } from "../models/bit.ts";
 import { bitProceduralSource } from "../models/bit_names.ts";
+import { proceduralValues } from "../weights/procedural.ts";
+import { groegerValueRule } from "../models/imagenet.ts";
 import { type VitArchitecture, vitProceduralSource } from "../models/vit.ts";
 import type { TensorSource } from "../weights/safetensors.ts";
 import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
@@ -133,6 +135,7 @@ export interface ProceduralFileRecord {
 
 /** The recorded checksums of the fixtures' procedural weight files, by `testdata/`-relative name. */
 export function proceduralWeightsRecords(): Record<string, ProceduralFileRecord> {
+  // Weight files and (with a `prefix`) checkpoints: see CheckpointRecord.
   return readTestdataJson("procedural_weights.json");
 }
 
@@ -280,4 +283,67 @@ export function groegerVitArchitecture(c: GroegerCase): VitArchitecture {
     grid: c.size / c.patch!,
     mlp: 4 * c.dim!,
   };
+}
+
+/** A checkpoint's record in testdata/procedural_weights.json: its pickles are stored, its storages regenerate. */
+export interface CheckpointRecord {
+  file_sha256: string;
+  bytes: number;
+  /** The file's bytes before the first storage (the legacy format's pickles), stored in testdata/. */
+  prefix: string;
+  seed: string;
+  /** Each storage in file order: the tensor it holds (torchvision name), dtype and shape. */
+  storages: { name: string; dtype: "F32" | "I64"; shape: number[] }[];
+}
+
+/**
+ * Regenerates a legacy-format checkpoint of the fixtures byte for byte: its stored pickles, then each
+ * storage as torch writes it (u64 element count, little-endian values), the values from the procedural
+ * formula of testdata/groeger/README.md. Checks the whole file's SHA-256 against the record.
+ */
+export function regenerateFixtureCheckpoint(relative: string): Uint8Array<ArrayBuffer> {
+  const record = proceduralWeightsRecords()[relative] as unknown as CheckpointRecord | undefined;
+  if (!record?.prefix) {
+    throw new Error(`Cannot regenerate "testdata/${relative}": not in procedural_weights.json`);
+  }
+  const out = new Uint8Array(record.bytes);
+  const prefix = readTestdata(record.prefix);
+  out.set(prefix);
+  let at = prefix.length;
+  for (const s of record.storages) {
+    const numel = s.shape.reduce((a, b) => a * b, 1);
+    new DataView(out.buffer).setBigUint64(at, BigInt(numel), true);
+    at += 8;
+    const rule = groegerValueRule(s.name, s.shape);
+    if (s.dtype === "F32" && rule) {
+      out.set(new Uint8Array(proceduralValues(record.seed, s.name, numel, rule).buffer), at);
+    }
+    at += numel * (s.dtype === "I64" ? 8 : 4); // int64 storages (num_batches_tracked) hold zeros
+  }
+  const got = sha256(out);
+  if (at !== record.bytes || got !== record.file_sha256) {
+    throw new Error(
+      `Regenerated "testdata/${relative}" differs: sha256 ${got}, recorded ${record.file_sha256}`,
+    );
+  }
+  return out;
+}
+
+const regeneratedCheckpoints = new Map<string, Promise<string>>();
+
+/** The path of a fixture checkpoint regenerated once per test process (verified, in a temporary folder). */
+export function fixtureCheckpointFile(relative: string): Promise<string> {
+  let path = regeneratedCheckpoints.get(relative);
+  if (!path) {
+    path = (async () => {
+      const bytes = regenerateFixtureCheckpoint(relative);
+      const dir = await Deno.makeTempDir({ prefix: "derm-fixture-checkpoint-" });
+      globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+      const out = `${dir}/${relative.split("/").pop()}`;
+      await Deno.writeFile(out, bytes);
+      return out;
+    })();
+    regeneratedCheckpoints.set(relative, path);
+  }
+  return path;
 }

@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { TESTDATA } from "./_testdata.ts";
 
-/** Files recorded in procedural_weights.json, relative to the fixtures folder. */
+/** Weight files recorded in procedural_weights.json, relative to the fixtures folder. */
 const PROCEDURAL_FILES = [
   "bit/tiny-bit-64.safetensors",
   "bit/tiny-derm-96.safetensors",
@@ -49,11 +49,54 @@ function recordSafetensors(bytes: Uint8Array) {
   return { file_sha256: sha256(bytes), bytes: bytes.length, metadata: header.__metadata__ ?? {}, tensors };
 }
 
+/**
+ * The record of a legacy-format checkpoint whose storages are procedural: the bytes before the first
+ * storage (its pickles) are written to `<file>.prefix`; the storages, in file order (torch writes them by
+ * sorted key), are listed with the tensor each holds.
+ */
+async function recordCheckpoint(original: string, relative: string, seed: string) {
+  const { openPytorchFile } = await import("../weights/pytorch_deno.ts");
+  const file = Deno.readFileSync(original);
+  const checkpoint = await openPytorchFile(original);
+  const byKey = new Map<string, { name: string; dtype: string; shape: number[]; bytes: number }>();
+  for (const [path, t] of checkpoint.tensors) {
+    if (t.storageOffset !== 0 || t.storage.numel !== t.numel) {
+      throw new Error(`${path}: not one whole storage`);
+    }
+    byKey.set(t.storage.key, {
+      name: path.replace(/^[^/]*\/(net\.)?/, ""),
+      dtype: t.storage.type.dtype!,
+      shape: [...t.shape],
+      bytes: 8 + t.storage.numel * t.storage.type.bytes,
+    });
+  }
+  await checkpoint.close();
+  const keys = [...byKey.keys()].sort();
+  const prefix = file.length - keys.reduce((a, k) => a + byKey.get(k)!.bytes, 0);
+  Deno.writeFileSync(new URL(`${relative}.prefix`, TESTDATA), file.subarray(0, prefix));
+  return {
+    file_sha256: sha256(file),
+    bytes: file.length,
+    prefix: `${relative}.prefix`,
+    seed,
+    storages: keys.map((k) => {
+      const { name, dtype, shape } = byKey.get(k)!;
+      return { name, dtype, shape };
+    }),
+  };
+}
+
+/** Checkpoints regenerated from their pickles and the procedural formula, and their seeds. */
+const PROCEDURAL_CHECKPOINTS: Record<string, string> = {
+  "groeger/tiny-resnet-64.pth": "fixture/tiny-resnet",
+};
+
 if (import.meta.main) {
   const at = Deno.args.indexOf("--procedural");
   if (at >= 0) {
     const dir = Deno.args[at + 1];
     const lines = ["{"];
+    const checkpoints = Object.keys(PROCEDURAL_CHECKPOINTS);
     PROCEDURAL_FILES.forEach((f, i) => {
       const r = recordSafetensors(Deno.readFileSync(`${dir}/${f}`));
       lines.push(` ${JSON.stringify(f)}: {`);
@@ -66,8 +109,22 @@ if (import.meta.main) {
       r.tensors.forEach((t, k) =>
         lines.push(`   ${JSON.stringify(t)}${k < r.tensors.length - 1 ? "," : ""}`)
       );
-      lines.push(`  ]`, ` }${i < PROCEDURAL_FILES.length - 1 ? "," : ""}`);
+      lines.push(`  ]`, ` }${i < PROCEDURAL_FILES.length - 1 || checkpoints.length > 0 ? "," : ""}`);
     });
+    for (const [i, f] of checkpoints.entries()) {
+      const r = await recordCheckpoint(`${dir}/${f}`, f, PROCEDURAL_CHECKPOINTS[f]);
+      lines.push(` ${JSON.stringify(f)}: {`);
+      lines.push(
+        `  "file_sha256": ${JSON.stringify(r.file_sha256)}, "bytes": ${r.bytes}, "prefix": ${
+          JSON.stringify(r.prefix)
+        }, "seed": ${JSON.stringify(r.seed)},`,
+      );
+      lines.push(`  "storages": [`);
+      r.storages.forEach((t, k) =>
+        lines.push(`   ${JSON.stringify(t)}${k < r.storages.length - 1 ? "," : ""}`)
+      );
+      lines.push(`  ]`, ` }${i < checkpoints.length - 1 ? "," : ""}`);
+    }
     lines.push("}");
     Deno.writeTextFileSync(new URL("procedural_weights.json", TESTDATA), lines.join("\n") + "\n");
   }

@@ -15,6 +15,7 @@ import { EMBED, embedCli, embedCommand, SAMPLES } from "./_embed_cli.ts";
 import { withTempDir } from "./_temp.ts";
 import { CheckpointBuilder } from "./_torch_checkpoint_writer.ts";
 import { call, dict, global } from "./_pickle_writer.ts";
+import { fixtureCheckpointFile } from "./_fixtures.ts";
 
 const MODEL = ["--weights", "procedural:tiny-derm", "--size", "96", "--workers", "1"];
 const D = 1024;
@@ -449,7 +450,7 @@ Deno.test("embed CLI: a PyTorch checkpoint (BYOL, legacy format) embeds like its
     const common = ["--preset", "imagenet", "--size", "64", "--resize", "73", "--quiet", SAMPLES[0]];
     const pth = await embedCli([
       "--weights",
-      "testdata/groeger/tiny-resnet-64.pth",
+      await fixtureCheckpointFile("groeger/tiny-resnet-64.pth"),
       "--out",
       `${dir}/pth.npy`,
       ...common,

@@ -23,6 +23,7 @@ import { decodeImage } from "../engine/image_decode.ts";
 import { cpuPreprocess } from "../engine/input_stage.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
 import { testdataPath } from "./_testdata.ts";
+import { fixtureCheckpointFile } from "./_fixtures.ts";
 
 /** The procedural weights of a case. */
 export function groegerCaseWeights(c: GroegerCase): TensorSource {
@@ -97,7 +98,10 @@ for (const c of groegerCases().filter((x) => x.family === "resnet" && x.store_ch
     async (gpu) => {
       const ref = readGroegerReference(c.name);
       const bound = groegerBound(ref.metadata);
-      const embedder = await createEmbedder(testdataPath(`groeger/${c.name}.pth`), {
+      const weights = c.checkpoint_format === "legacy"
+        ? await fixtureCheckpointFile(`groeger/${c.name}.pth`)
+        : testdataPath(`groeger/${c.name}.pth`);
+      const embedder = await createEmbedder(weights, {
         gpu,
         size: c.size,
         resize: c.resize,

@@ -6,7 +6,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readTestdata, readTestdataText, TESTDATA } from "./_testdata.ts";
-import { proceduralWeightsRecords, regenerateFixtureWeights } from "./_fixtures.ts";
+import {
+  proceduralWeightsRecords,
+  regenerateFixtureCheckpoint,
+  regenerateFixtureWeights,
+} from "./_fixtures.ts";
 
 function listFiles(dir: URL, prefix = ""): string[] {
   const out: string[] = [];
@@ -72,4 +76,11 @@ Deno.test("no source file reads the shared fixtures beside the checkout: tests u
   };
   walk(root, "");
   assert.deepEqual(offenders, [], "these files read ../shared, which a clone of the repository lacks");
+});
+
+Deno.test("testdata/: tiny-resnet-64.pth (legacy format) regenerates bit for bit from its pickles and the formula", () => {
+  const bytes = regenerateFixtureCheckpoint("groeger/tiny-resnet-64.pth");
+  assert.equal(bytes.length, 14_127_327);
+  // The storages are 99.9% of the file: only the pickles are stored.
+  assert.ok(readTestdata("groeger/tiny-resnet-64.pth.prefix").length < 16_384);
 });

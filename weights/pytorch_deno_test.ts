@@ -9,6 +9,7 @@ import { checkpointStateDict, pytorchFromBytes } from "./pytorch.ts";
 import { openPytorchFile } from "./pytorch_deno.ts";
 import type { TensorSource } from "./safetensors.ts";
 import { rejectsWith } from "../tests/_assert.ts";
+import { fixtureCheckpointFile } from "../tests/_fixtures.ts";
 
 async function readAll(source: TensorSource): Promise<Map<string, Uint8Array>> {
   const out = new Map<string, Uint8Array>();
@@ -38,7 +39,7 @@ Deno.test("openPytorchFile() reads the DINO zip fixture from disk: the teacher m
 });
 
 Deno.test("openPytorchFile() reads the BYOL legacy fixture from disk as it does from bytes", async () => {
-  const path = testdataPath("groeger/tiny-resnet-64.pth");
+  const path = await fixtureCheckpointFile("groeger/tiny-resnet-64.pth");
   const checkpoint = await openPytorchFile(path);
   const state = checkpointStateDict(checkpoint.tree, path);
   assert.equal(state.layout, "byol");
@@ -48,7 +49,7 @@ Deno.test("openPytorchFile() reads the BYOL legacy fixture from disk as it does 
   );
   const fromDisk = await readAll(await checkpoint.source(state.tensors));
   await checkpoint.close();
-  const inMemory = await pytorchFromBytes(readTestdata("groeger/tiny-resnet-64.pth"), path);
+  const inMemory = await pytorchFromBytes(await Deno.readFile(path), path);
   const expected = await readAll(await inMemory.source(checkpointStateDict(inMemory.tree, path).tensors));
   assert.deepEqual(fromDisk, expected);
 });

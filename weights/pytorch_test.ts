@@ -22,6 +22,7 @@ import {
 } from "./pytorch.ts";
 import type { TensorSource } from "./safetensors.ts";
 import { rejectsWith } from "../tests/_assert.ts";
+import { regenerateFixtureCheckpoint } from "../tests/_fixtures.ts";
 
 const FORMATS = ["zip", "legacy"] as const;
 
@@ -110,7 +111,7 @@ Deno.test("pytorchFromBytes() reads the DINO zip fixture: the teacher matches th
 
 Deno.test("pytorchFromBytes() reads the BYOL legacy fixture as torchvision names with procedural values", async () => {
   const file = "tiny-resnet-64.pth";
-  const checkpoint = await pytorchFromBytes(readTestdata("groeger/tiny-resnet-64.pth"), file);
+  const checkpoint = await pytorchFromBytes(regenerateFixtureCheckpoint("groeger/tiny-resnet-64.pth"), file);
   assert.equal(checkpoint.format, "legacy");
   const state = checkpointStateDict(checkpoint.tree, file);
   assert.equal(state.layout, "byol");
@@ -153,7 +154,7 @@ Deno.test("openPytorch() reads only the directory and pickles when opening, then
   await readAll(await zip.source(new Map([["cls_token", cls]])));
   assert.ok(sum(zipReader.reads) < 500, JSON.stringify(zipReader.reads));
 
-  const resnet = readTestdata("groeger/tiny-resnet-64.pth");
+  const resnet = regenerateFixtureCheckpoint("groeger/tiny-resnet-64.pth");
   const legacyReader = countingReader(resnet);
   const legacy = await openPytorch(legacyReader, "resnet.pth");
   assert.ok(
