@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { WeightsError } from "../engine/errors.ts";
-import { readTestdata, testdataPath } from "../tests/_testdata.ts";
+import { testdataPath } from "../tests/_testdata.ts";
 import { withTempDir } from "../tests/_temp.ts";
 import { dict } from "../tests/_pickle_writer.ts";
 import { CheckpointBuilder } from "../tests/_torch_checkpoint_writer.ts";
