@@ -12,7 +12,27 @@ import { MemoryTuningCache, type TuningCache } from "./autotune.ts";
 const DATABASE = "derm-webgpu";
 const STORE = "tuning";
 
-function request<T>(r: IDBRequest<T>): Promise<T> {
+// The part of IndexedDB used here, typed structurally: Deno's own types have no IndexedDB.
+interface Req<T> {
+  result: T;
+  error: unknown;
+  onsuccess: (() => void) | null;
+  onerror: (() => void) | null;
+}
+interface Store {
+  get(key: string): Req<unknown>;
+  put(value: string, key: string): Req<unknown>;
+}
+interface Db {
+  transaction(store: string, mode: "readonly" | "readwrite"): { objectStore(name: string): Store };
+  createObjectStore(name: string): unknown;
+}
+/** The `indexedDB` factory (a browser's global). */
+export interface IdbFactory {
+  open(name: string, version: number): Req<Db> & { onupgradeneeded: (() => void) | null };
+}
+
+function request<T>(r: Req<T>): Promise<T> {
   return new Promise((resolve, reject) => {
     r.onsuccess = () => resolve(r.result);
     r.onerror = () => reject(r.error);
@@ -21,11 +41,11 @@ function request<T>(r: IDBRequest<T>): Promise<T> {
 
 /** A {@linkcode TuningCache} in IndexedDB, falling back to memory where IndexedDB is unavailable. */
 export class IndexedDbTuningCache implements TuningCache {
-  #db: Promise<IDBDatabase | undefined>;
+  #db: Promise<Db | undefined>;
   #memory = new MemoryTuningCache();
 
   /** Opens (or creates) the database. */
-  constructor(factory: IDBFactory | undefined = (globalThis as { indexedDB?: IDBFactory }).indexedDB) {
+  constructor(factory: IdbFactory | undefined = (globalThis as { indexedDB?: IdbFactory }).indexedDB) {
     this.#db = (async () => {
       if (!factory) return undefined;
       try {
