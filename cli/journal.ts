@@ -1,17 +1,17 @@
 /**
- * The embed journal: every finished batch's rows are appended to `OUT.journal.jsonl` (and synced) before
- * the next batch starts, so a killed run loses at most the batch in flight. Checkpoints fold the journal
- * into the output file and remove it; `--resume` reads the output and then the journal.
- *
- * Line 1 states the run (`{"info": {...}}`); each further line is one row with the embedding as base64
- * of its little-endian float32 bytes. A last line cut short by a crash is ignored.
+ * The journal of rows not yet in a Parquet row group: each committed batch's rows are appended to
+ * `OUT.journal0.partial` or `OUT.journal1.partial` (one JSON object per line, the embedding as base64 of
+ * its little-endian float32 bytes) until enough rows for a row group have come; the group is written to the
+ * file and the rows left over start the other journal. The commit record says which journal is current and
+ * how long it is, so a killed run loses at most the batch in flight.
  * @module
  */
-import type { EmbeddingRow, OutputInfo } from "./outputs.ts";
+import type { EmbeddingRow } from "./output_rows.ts";
+import { readLines } from "./line_reader.ts";
 
-/** The journal beside an output file. */
-export function journalPath(out: string): string {
-  return `${out}.journal.jsonl`;
+/** The journal of generation `generation` (0, 1, 2... alternate between two files). */
+export function journalPath(out: string, generation: number): string {
+  return `${out}.journal${generation % 2}.partial`;
 }
 
 function toBase64(bytes: Uint8Array): string {
@@ -27,82 +27,56 @@ function fromBase64(text: string): Uint8Array {
   return out;
 }
 
-/** Appends rows to the journal (creating it with its info line), then syncs it to disk. */
-export async function appendJournal(
-  out: string,
-  info: OutputInfo,
-  rows: readonly EmbeddingRow[],
-): Promise<void> {
-  if (rows.length === 0) return;
-  const path = journalPath(out);
-  const fresh = await Deno.stat(path).then(() => false, () => true);
-  const lines = rows.map((r) =>
+/** The journal lines of `rows`. */
+export function journalLines(rows: readonly EmbeddingRow[]): string {
+  return rows.map((r) =>
     JSON.stringify({
       path: r.path,
       hash: r.hash,
+      position: r.position,
       metadata: r.metadata,
       embedding: toBase64(new Uint8Array(r.embedding.buffer, r.embedding.byteOffset, r.embedding.byteLength)),
-    })
-  );
-  if (fresh) lines.unshift(JSON.stringify({ info }));
-  const file = await Deno.open(path, { append: true, create: true });
-  try {
-    const bytes = new TextEncoder().encode(lines.join("\n") + "\n");
-    let done = 0;
-    while (done < bytes.length) done += await file.write(bytes.subarray(done));
-    await file.syncData();
-  } finally {
-    file.close();
-  }
+    }) + "\n"
+  ).join("");
 }
 
-/** Reads the journal: its info and rows (none when there is no journal). */
+/**
+ * Reads the first `length` bytes of a journal: its rows.
+ *
+ * @throws {SyntaxError} When a line within `length` is not a row of `embeddingSize` floats.
+ */
 export async function readJournal(
-  out: string,
+  path: string,
+  length: number,
   embeddingSize: number,
-): Promise<{ info?: OutputInfo; rows: EmbeddingRow[] }> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(journalPath(out));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return { rows: [] };
-    throw e;
-  }
-  const lines = text.split("\n").filter((l) => l !== "");
+): Promise<EmbeddingRow[]> {
   const rows: EmbeddingRow[] = [];
-  let info: OutputInfo | undefined;
-  for (const [i, line] of lines.entries()) {
+  if (length === 0) return rows;
+  let end = 0;
+  for await (const line of readLines(path, length)) {
+    end = line.end;
     let value: Record<string, unknown>;
     try {
-      value = JSON.parse(line);
+      value = JSON.parse(line.text);
     } catch (e) {
-      if (i === lines.length - 1) break; // torn last line of a killed run
-      throw new SyntaxError(`Cannot read "${journalPath(out)}": line ${i + 1} is not JSON`, { cause: e });
-    }
-    if (i === 0 && "info" in value) {
-      info = value.info as OutputInfo;
-      continue;
+      throw new SyntaxError(`Cannot read "${path}": line ${rows.length + 1} is not JSON`, { cause: e });
     }
     const bytes = fromBase64(String(value.embedding));
     if (bytes.length !== embeddingSize * 4) {
-      if (i === lines.length - 1) break;
       throw new SyntaxError(
-        `Cannot read "${journalPath(out)}": line ${i + 1} holds ${bytes.length / 4} floats`,
+        `Cannot read "${path}": line ${rows.length + 1} holds ${bytes.length / 4} floats`,
       );
     }
     rows.push({
       path: String(value.path),
       hash: String(value.hash),
+      position: Number(value.position),
       metadata: (value.metadata ?? {}) as Record<string, string>,
       embedding: new Float32Array(bytes.buffer),
     });
   }
-  return { info, rows };
-}
-
-/** Removes the journal (after its rows reached the output file, or before a fresh run). */
-export async function removeJournal(out: string): Promise<void> {
-  await Deno.remove(journalPath(out)).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  });
+  if (end !== length) {
+    throw new SyntaxError(`Cannot read "${path}": its committed ${length} bytes end mid-line`);
+  }
+  return rows;
 }
