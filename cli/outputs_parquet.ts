@@ -28,9 +28,7 @@ import {
   type ParquetLayout,
 } from "./parquet_encode.ts";
 import { arrowSchemaBase64 } from "./arrow_schema.ts";
-import { journalLines, journalPath, readJournal } from "./journal.ts";
-
-const enc = new TextEncoder();
+import { journalPath, journalRecords, readJournal } from "./journal.ts";
 
 function names(out: string) {
   return {
@@ -96,7 +94,7 @@ class ParquetWriter implements FormatWriter {
     const r = this.#setup.rowGroupRows;
     this.#rows += rows.length;
     if (this.#open.length + rows.length < r) {
-      await this.#f.journal.append(enc.encode(journalLines(rows)));
+      await this.#f.journal.append(journalRecords(rows));
       this.#open.push(...rows);
       return;
     }
@@ -113,7 +111,7 @@ class ParquetWriter implements FormatWriter {
     this.#retired = this.#f.journal;
     this.#generation++;
     this.#f.journal = await this.#setup.fs.create(journalPath(this.#setup.out, this.#generation));
-    await this.#f.journal.append(enc.encode(journalLines(pending)));
+    await this.#f.journal.append(journalRecords(pending));
     this.#open = pending;
   }
 

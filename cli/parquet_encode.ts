@@ -76,8 +76,29 @@ function levels(runs: (sink: ByteSink) => void): Uint8Array {
   return out.toBytes();
 }
 
+/** Byte arrays appended one after another, joined once (no reallocation as the group grows). */
+class Parts {
+  #parts: Uint8Array[] = [];
+  length = 0;
+
+  bytes(b: Uint8Array): void {
+    this.#parts.push(b);
+    this.length += b.length;
+  }
+
+  join(): Uint8Array {
+    const out = new Uint8Array(this.length);
+    let o = 0;
+    for (const p of this.#parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+}
+
 /** One page: its header (Thrift) and body. */
-function page(sink: ByteSink, numValues: number, body: Uint8Array): void {
+function page(sink: Parts, numValues: number, body: Uint8Array): void {
   const header = encodeStruct([
     [1, { i32: PAGE_DATA }],
     [2, { i32: body.length }],
@@ -144,7 +165,7 @@ export function encodeRowGroup(
       );
     }
   }
-  const sink = new ByteSink();
+  const sink = new Parts();
   const chunks: ChunkMeta[] = [];
   const chunk = (meta: Omit<ChunkMeta, "size" | "offset">, write: () => void) => {
     const start = sink.length;
@@ -271,7 +292,7 @@ export function encodeRowGroup(
     [5, { i64: options.offset }],
     [6, { i64: total }],
   ]);
-  return { data: sink.toBytes(), entry };
+  return { data: sink.join(), entry };
 }
 
 /** The schema elements of the footer. */
