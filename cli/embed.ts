@@ -39,12 +39,15 @@ glob patterns ("photos/**/*.jpg", quoted so the shell leaves them) and --list fi
 embedded once. Rows are in that order. Images that cannot be read or decoded are reported on stderr and in
 OUT.errors.jsonl and skipped; the others are still embedded (exit code 1 at the end).
 
-Output, by the extension of --out (each states the model, preset, input size and engine version):
+Output, by the extension of --out (each states the model, preset, input size, engine version, the
+inputs' count and SHA-256, and each row's position in the whole input order):
   .npy          float32 [images, D]; OUT.npy.paths.txt lists the images, OUT.npy.json has the model,
-                each row's path, SHA-256 and metadata
-  .jsonl        one object per image: path, hash (SHA-256 of the file), metadata, model facts, embedding
-  .parquet      columns path, hash, the --list CSV's metadata columns, embedding (list of D float32)
-  .safetensors  tensor "embeddings" F32 [images, D]; paths, hashes, metadata in __metadata__
+                each row's path, SHA-256, position and metadata
+  .jsonl        one object per image: path, hash (SHA-256 of the file), position, metadata, model facts,
+                embedding
+  .parquet      columns path, hash, position, the --list CSV's metadata columns, embedding (list of D
+                float32); one row group per --checkpoint-every rows
+  .safetensors  tensor "embeddings" F32 [images, D]; paths, hashes, positions, metadata in __metadata__
 
 Options:
   --weights WEIGHTS   safetensors file or http(s) URL (Derm Foundation in Derm naming, or timm BiT), or

@@ -115,6 +115,8 @@ export class EmbedOutput {
   /** In place: the largest position among committed rows (a new row before it forces a rebuild). */
   #lastCommitted = -1;
   #failures = new Map<number, Failure>();
+  /** Positions that failed in this run (the decoder runs ahead, so some lie beyond the cursor). */
+  #failedNow = new Set<number>();
   #pendingFailures: Failure[] = [];
   #resolved = new Map<number, Resolution>();
   /** Rows resolved in order, not yet committed (kept rows wait for a batch or {@linkcode KEPT_PER_COMMIT}). */
@@ -249,6 +251,7 @@ export class EmbedOutput {
     const input = this.#o.inputs[i];
     const f: Failure = { position: input.position, path: input.path, hash, reason };
     this.#failures.set(input.position, f);
+    this.#failedNow.add(input.position);
     this.#pendingFailures.push(f);
     this.#resolved.set(i, { kind: "none" });
     await this.#flush(false);
@@ -322,9 +325,8 @@ export class EmbedOutput {
     await this.#writer!.finish();
     this.#writer = undefined;
     await this.#rebuildFrom(this.#o.out);
-    // Failures of this run stand; those from before are retried as their inputs come.
-    const here = this.#o.inputs[this.#cursor].position;
-    this.#pendingFailures = [...this.#failures.values()].filter((f) => f.position < here)
+    // Failures of this run stand; those of the earlier run not yet retried are dropped (retried as they come).
+    this.#pendingFailures = [...this.#failures.values()].filter((f) => this.#failedNow.has(f.position))
       .sort((a, b) => a.position - b.position);
     this.#failures = new Map(this.#pendingFailures.map((f) => [f.position, f]));
     for (let i = 0; i < this.#cursor; i++) {
