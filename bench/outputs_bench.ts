@@ -7,7 +7,7 @@
  *   embedding data (N x D x 4 bytes over the wall time from the first append to the finished file), bytes
  *   written per row (counted by the writer, and the process's `wchar` from /proc/self/io, which also sees
  *   everything else it wrote), peak resident memory (VmHWM from /proc/self/status, Deno's own ~50 MB
- *   included).
+ *   included) and the JS heap still alive after a full collection at the end.
  * - `--images DIR`: real images with the tiny model (`procedural:tiny-bit --size 64`, checkpoint every
  *   64 images): 294 and 1,323 images (the 441 CC0 JPEGs of DIR copied three times under distinct folder
  *   names), bytes written per image from embed's `--json` summary; then the 1,323 sharded 3 ways (three
@@ -87,6 +87,10 @@ async function child(format: OutputFormat, n: number, dir: string): Promise<void
   await writer.finish();
   const seconds = (performance.now() - t0) / 1000;
   const written = wchar() - w0;
+  // What stays alive: the JS heap after a full collection (RSS also holds freed memory not yet returned).
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const heapAfterGc = gc ? Deno.memoryUsage().heapUsed / 2 ** 20 : null;
   let fileBytes = 0;
   for await (const e of Deno.readDir(dir)) fileBytes += (await Deno.stat(`${dir}/${e.name}`)).size;
   console.log(JSON.stringify({
@@ -98,6 +102,7 @@ async function child(format: OutputFormat, n: number, dir: string): Promise<void
     wchar_per_row: written / n,
     file_bytes_per_row: fileBytes / n,
     peak_rss_mib: procStatus("VmHWM") / 2 ** 20,
+    heap_after_gc_mib: heapAfterGc,
   }));
 }
 
@@ -110,6 +115,7 @@ interface SyntheticFigure {
   wchar_per_row: number;
   file_bytes_per_row: number;
   peak_rss_mib: number;
+  heap_after_gc_mib: number | null;
 }
 
 async function synthetic(

@@ -88,16 +88,33 @@ export function embeddingBytes(rows: readonly EmbeddingRow[], d: number): Uint8A
 }
 
 /** Reads exactly `length` bytes at `offset` of an open file. */
-export async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
+export function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
+  return readInto(file, offset, new Uint8Array(length));
+}
+
+/** Fills `out` with the bytes at `offset` of an open file (a buffer reused by copies). */
+export async function readInto(file: Deno.FsFile, offset: number, out: Uint8Array): Promise<Uint8Array> {
   await file.seek(offset, Deno.SeekMode.Start);
   let done = 0;
-  while (done < length) {
+  while (done < out.length) {
     const n = await file.read(out.subarray(done));
-    if (n === null) throw new SyntaxError(`Cannot read ${length} bytes at ${offset}: the file ends first`);
+    if (n === null) throw new SyntaxError(`Cannot read ${out.length} bytes at ${offset}: the file ends first`);
     done += n;
   }
   return out;
+}
+
+/** Appends the first `length` bytes of the file at `path` to `to`, through one reused 1 MiB buffer. */
+export async function copyInto(to: { append(b: Uint8Array): Promise<void> }, path: string, length: number) {
+  const source = await Deno.open(path, { read: true });
+  const buffer = new Uint8Array(1 << 20);
+  try {
+    for (let o = 0; o < length; o += buffer.length) {
+      await to.append(await readInto(source, o, buffer.subarray(0, Math.min(buffer.length, length - o))));
+    }
+  } finally {
+    source.close();
+  }
 }
 
 /** Reads fixed-size records (`size` bytes each) from `offset` on, `count` of them, in 1 MiB chunks. */

@@ -16,7 +16,7 @@
  */
 import { parquetMetadataAsync, parquetReadObjects } from "hyparquet";
 import type { FormatDriver, FormatSetup, FormatState, FormatWriter, OutputReader } from "./output_format.ts";
-import { readAt } from "./output_format.ts";
+import { copyInto, readAt } from "./output_format.ts";
 import type { OutputFile } from "./output_files.ts";
 import { type EmbeddingRow, facts, infoFromFacts, metadataColumns } from "./output_rows.ts";
 import {
@@ -147,15 +147,7 @@ class ParquetWriter implements FormatWriter {
     const head = footerHead(this.#layout, this.#rows, this.#groupCount);
     const tail = footerTail(keyValues(this.#setup), this.#setup.info.engine);
     await this.#f.main.append(head);
-    const entries = await Deno.open(this.#f.groups.path, { read: true });
-    try {
-      const total = this.#f.groups.length;
-      for (let o = 0; o < total; o += 1 << 20) {
-        await this.#f.main.append(await readAt(entries, o, Math.min(1 << 20, total - o)));
-      }
-    } finally {
-      entries.close();
-    }
+    await copyInto(this.#f.main, this.#f.groups.path, this.#f.groups.length);
     await this.#f.main.append(tail);
     await this.#f.main.append(footerEnd(head.length + this.#f.groups.length + tail.length));
     await this.#f.main.sync();

@@ -3,17 +3,17 @@
  * `metadata_keys`, and `paths`, `hashes`, `metadata`, `positions` (JSON arrays as strings).
  *
  * The format puts every path in the header, before the data, so the file cannot grow in place: while the
- * run goes, embeddings are appended to `OUT.data.partial` and each row's path, hash, position and metadata
- * to `OUT.rows.partial` (one JSON object per line); `finish()` streams the header from the rows file and
- * copies the data after it into `OUT.partial`, then the writer renames it. Each embedding byte is written
- * twice, whatever the number of rows.
+ * run goes, embeddings are appended to `OUT.data.partial` and each row's path, hash, metadata and position
+ * to `OUT.rows.partial`, one line per row of four tab-separated fields already escaped as they will appear
+ * in the header; `finish()` streams the header from the rows file (one pass per array, bytes copied, no
+ * parsing) and copies the data after it into `OUT.partial`, then the writer renames it. Each embedding byte
+ * is written twice, whatever the number of rows.
  * @module
  */
 import type { FormatDriver, FormatSetup, FormatState, FormatWriter, OutputReader } from "./output_format.ts";
-import { embeddingBytes, readAt, readRecords } from "./output_format.ts";
+import { copyInto, embeddingBytes, readAt, readInto, readRecords } from "./output_format.ts";
 import type { OutputFile } from "./output_files.ts";
 import { type EmbeddingRow, facts, infoFromFacts } from "./output_rows.ts";
-import { readLines } from "./line_reader.ts";
 
 const enc = new TextEncoder();
 const COPY_CHUNK = 1 << 20;
@@ -27,36 +27,79 @@ function inString(s: string): string {
   return JSON.stringify(s).slice(1, -1);
 }
 
-/** Buffers small writes into large appends. */
+/** Appends bytes through one reused 1 MiB buffer. */
 class Buffered {
   #file: OutputFile;
-  #parts: Uint8Array[] = [];
-  #size = 0;
+  #buffer = new Uint8Array(COPY_CHUNK);
+  #used = 0;
   written = 0;
 
   constructor(file: OutputFile) {
     this.#file = file;
   }
 
-  async write(text: string | Uint8Array): Promise<void> {
-    const b = typeof text === "string" ? enc.encode(text) : text;
-    this.#parts.push(b);
-    this.#size += b.length;
+  async write(bytes: Uint8Array | string): Promise<void> {
+    const b = typeof bytes === "string" ? enc.encode(bytes) : bytes;
+    for (let o = 0; o < b.length;) {
+      const n = Math.min(b.length - o, COPY_CHUNK - this.#used);
+      this.#buffer.set(b.subarray(o, o + n), this.#used);
+      this.#used += n;
+      o += n;
+      if (this.#used === COPY_CHUNK) await this.flush();
+    }
     this.written += b.length;
-    if (this.#size >= COPY_CHUNK) await this.flush();
   }
 
   async flush(): Promise<void> {
-    if (this.#size === 0) return;
-    const all = new Uint8Array(this.#size);
-    let o = 0;
-    for (const p of this.#parts) {
-      all.set(p, o);
-      o += p.length;
+    if (this.#used === 0) return;
+    await this.#file.append(this.#buffer.subarray(0, this.#used));
+    this.#used = 0;
+  }
+}
+
+/** One row of the rows file: path, hash, metadata as escaped JSON inside a string, position; tabs between. */
+function rowLine(r: EmbeddingRow): string {
+  return [
+    inString(JSON.stringify(r.path)),
+    inString(JSON.stringify(r.hash)),
+    inString(JSON.stringify(r.metadata)),
+    r.position,
+  ]
+    .join("\t") + "\n";
+}
+
+/** Writes field `k` of every line of the rows file, comma-separated, to `head`. */
+async function copyField(path: string, length: number, k: number, head: Buffered): Promise<void> {
+  const source = await Deno.open(path, { read: true });
+  const chunk = new Uint8Array(COPY_CHUNK);
+  const comma = enc.encode(",");
+  let field = 0;
+  let items = 0;
+  let open = false; // this item's separator is written (the field spans two chunks)
+  const part = async (bytes: Uint8Array) => {
+    if (!open && items > 0) await head.write(comma);
+    open = true;
+    await head.write(bytes);
+  };
+  try {
+    for (let o = 0; o < length; o += COPY_CHUNK) {
+      const bytes = await readInto(source, o, chunk.subarray(0, Math.min(COPY_CHUNK, length - o)));
+      let start = 0;
+      for (let i = 0; i < bytes.length; i++) {
+        const b = bytes[i];
+        if (b !== 9 && b !== 10) continue;
+        if (field === k) {
+          await part(bytes.subarray(start, i));
+          items++;
+          open = false;
+        }
+        field = b === 10 ? 0 : field + 1;
+        start = i + 1;
+      }
+      if (field === k && start < bytes.length) await part(bytes.subarray(start));
     }
-    this.#parts = [];
-    this.#size = 0;
-    await this.#file.append(all);
+  } finally {
+    source.close();
   }
 }
 
@@ -76,10 +119,7 @@ class SafetensorsWriter implements FormatWriter {
   async append(rows: readonly EmbeddingRow[]): Promise<void> {
     if (rows.length === 0) return;
     await this.#data.append(embeddingBytes(rows, this.#setup.info.embeddingSize));
-    const lines = rows.map((r) =>
-      JSON.stringify({ path: r.path, hash: r.hash, position: r.position, metadata: r.metadata }) + "\n"
-    );
-    await this.#rowsFile.append(enc.encode(lines.join("")));
+    await this.#rowsFile.append(enc.encode(rows.map(rowLine).join("")));
     this.#rows += rows.length;
   }
 
@@ -106,37 +146,23 @@ class SafetensorsWriter implements FormatWriter {
       );
       meta.push(`"metadata_keys":${JSON.stringify(JSON.stringify(metadataKeys))}`);
       await head.write(`{"__metadata__":{${meta.join(",")}`);
-      const arrays: [string, (r: Record<string, unknown>) => string][] = [
-        ["paths", (r) => JSON.stringify(r.path)],
-        ["hashes", (r) => JSON.stringify(r.hash)],
-        ["metadata", (r) => JSON.stringify(r.metadata)],
-        ["positions", (r) => String(r.position)],
-      ];
-      for (const [key, item] of arrays) {
+      for (const [k, key] of ["paths", "hashes", "metadata", "positions"].entries()) {
         await head.write(`,"${key}":"[`);
-        let i = 0;
-        for await (const { text } of readLines(n.rows, this.#rowsFile.length)) {
-          await head.write((i++ === 0 ? "" : ",") + inString(item(JSON.parse(text))));
-        }
+        await copyField(n.rows, this.#rowsFile.length, k, head);
         await head.write(`]"`);
       }
       await head.write(
         `},"embeddings":{"dtype":"F32","shape":[${this.#rows},${d}],"data_offsets":[0,${dataBytes}]}}`,
       );
-      await head.write(" ".repeat((8 - ((8 + head.written) % 8)) % 8)); // data starts 8-byte aligned
-      const headerLength = head.written;
       await head.flush();
+      const pad = " ".repeat((8 - ((8 + head.written) % 8)) % 8); // data starts 8-byte aligned
+      await head.write(pad);
+      await head.flush();
+      const headerLength = head.written;
       const length = new Uint8Array(8);
       new DataView(length.buffer).setBigUint64(0, BigInt(headerLength), true);
       await file.writeAt(0, length);
-      const source = await Deno.open(n.data, { read: true });
-      try {
-        for (let o = 0; o < dataBytes; o += COPY_CHUNK) {
-          await file.append(await readAt(source, o, Math.min(COPY_CHUNK, dataBytes - o)));
-        }
-      } finally {
-        source.close();
-      }
+      await copyInto(file, n.data, dataBytes);
       await file.sync();
     } finally {
       file.close();
