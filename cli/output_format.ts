@@ -98,7 +98,9 @@ export async function readInto(file: Deno.FsFile, offset: number, out: Uint8Arra
   let done = 0;
   while (done < out.length) {
     const n = await file.read(out.subarray(done));
-    if (n === null) throw new SyntaxError(`Cannot read ${out.length} bytes at ${offset}: the file ends first`);
+    if (n === null) {
+      throw new SyntaxError(`Cannot read ${out.length} bytes at ${offset}: the file ends first`);
+    }
     done += n;
   }
   return out;
