@@ -134,6 +134,7 @@ async function synthetic(
           "--config",
           `${ROOT}deno.dev.json`,
           "-A",
+          "--v8-flags=--expose-gc",
           import.meta.filename!,
           "--child",
           format,
