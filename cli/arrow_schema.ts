@@ -1,7 +1,7 @@
 /**
  * The Arrow IPC Schema message that Parquet writers put in the `ARROW:schema` key-value entry, written by
  * hand so that writing Parquet needs no Arrow library. Arrow readers (pyarrow and so pandas, polars,
- * arrow-rs) take column types from it: here UTF-8 string columns and the embedding as
+ * arrow-rs) take column types from it: here UTF-8 string columns, the int64 position, and the embedding as
  * `FixedSizeList<float32>[D]`, which the Parquet schema alone can only call "list of float".
  *
  * Layout (Arrow columnar format, "Encapsulated message format"): 0xFFFFFFFF continuation marker, int32
@@ -30,6 +30,7 @@ type FbField =
 // Arrow enums and union tags (Schema.fbs, Message.fbs).
 const METADATA_V5 = 4;
 const HEADER_SCHEMA = 1;
+const TYPE_INT = 2;
 const TYPE_FLOATING_POINT = 3;
 const TYPE_UTF8 = 5;
 const TYPE_FIXED_SIZE_LIST = 16;
@@ -154,8 +155,8 @@ class FbWriter {
 
 /**
  * The `ARROW:schema` value (base64 of the encapsulated IPC Schema message) for `embed`'s Parquet output:
- * `path`, `hash` (UTF-8, required), each metadata column (UTF-8, nullable), `embedding`
- * (`FixedSizeList<float32>[d]` of required `element`).
+ * `path`, `hash` (UTF-8, required), `position` (Int64, required), each metadata column (UTF-8, nullable),
+ * `embedding` (`FixedSizeList<float32>[d]` of required `element`).
  *
  * @param metadataColumns Metadata column names, in column order.
  * @param d Floats per embedding.
@@ -173,6 +174,7 @@ export function arrowSchemaBase64(metadataColumns: readonly string[], d: number)
   const fields = [
     field("path", false, TYPE_UTF8, utf8),
     field("hash", false, TYPE_UTF8, utf8),
+    field("position", false, TYPE_INT, { table: [{ i32: 64 }, { u8: 1 }] }), // Int { bitWidth, is_signed }
     ...metadataColumns.map((c) => field(c, true, TYPE_UTF8, utf8)),
     field("embedding", false, TYPE_FIXED_SIZE_LIST, { table: [{ i32: d }] }, [
       field("element", false, TYPE_FLOATING_POINT, { table: [{ i16: PRECISION_SINGLE }] }),

@@ -18,16 +18,17 @@ Deno.test("arrowSchemaBase64() is an IPC Schema message apache-arrow reads as th
     [
       ["path", "Utf8", false],
       ["hash", "Utf8", false],
+      ["position", "Int64", false],
       ["site", "Utf8", true],
       ["metadata_path", "Utf8", true],
       ["é ünïcode", "Utf8", true],
       ["embedding", "FixedSizeList[6144]<Float32>", false],
     ],
   );
-  const list = schema.fields[5].type as arrow.FixedSizeList;
+  const list = schema.fields[6].type as arrow.FixedSizeList;
   assert.equal(list.children[0].name, "element");
   assert.equal(list.children[0].nullable, false);
-  assert.equal(readSchema(arrowSchemaBase64([], 1)).fields.length, 3);
+  assert.equal(readSchema(arrowSchemaBase64([], 1)).fields.length, 4);
 });
 
 Deno.test("arrowSchemaBase64() frames the message as Arrow does: marker, 8-byte padded length", () => {

@@ -5,27 +5,20 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { resolve } from "node:path";
 import { createEmbedder, PROCEDURAL_MODELS } from "../models/registry.ts";
 import { openWeightsArgument } from "./weights_arg.ts";
 import { FileTuningCache } from "./tuning_cache.ts";
 import { resolveModel } from "./model_cache.ts";
-import { appendJournal, readJournal, removeJournal } from "./journal.ts";
 import { describeGpu } from "../engine/device.ts";
 import type { Embedder } from "../engine/embedder.ts";
 import { type DecodedImage, DEFAULT_MAX_PIXELS } from "../engine/image_decode.ts";
 import { NonFiniteError } from "../engine/errors.ts";
 import { reportError } from "./errors.ts";
 import { collectInputs, type InputImage } from "./inputs.ts";
-import {
-  type EmbeddingRow,
-  OUTPUT_FORMATS,
-  outputFormat,
-  type OutputInfo,
-  readOutput,
-  writeAtomically,
-  writeOutput,
-} from "./outputs.ts";
+import { DEFAULT_ROW_GROUP_ROWS, OUTPUT_FORMATS, outputFormat, type OutputInfo } from "./outputs.ts";
+import { metadataKeys, type ShardSpec } from "./output_rows.ts";
+import { inputsFingerprint, parseShard, selectShard } from "./shard.ts";
+import { EmbedOutput } from "./embed_output.ts";
 import { DecodePool } from "./decode_pool.ts";
 import type { DecodeReply } from "./decode_job.ts";
 import { ProgressBar } from "./progress_bar.ts";
@@ -34,8 +27,8 @@ import denoJson from "../deno.json" with { type: "json" };
 /** `derm-webgpu VERSION`, written into every output file. */
 export const ENGINE = `derm-webgpu ${denoJson.version}`;
 
-/** Images between checkpoints by default. */
-export const DEFAULT_CHECKPOINT_EVERY = 256;
+/** Rows per checkpoint (a Parquet row group) by default. */
+export const DEFAULT_CHECKPOINT_EVERY = DEFAULT_ROW_GROUP_ROWS;
 
 /** The presets `--preset` takes. */
 const PRESET_NAMES = ["derm", "bit", "imagenet"];
@@ -50,12 +43,15 @@ glob patterns ("photos/**/*.jpg", quoted so the shell leaves them) and --list fi
 embedded once. Rows are in that order. Images that cannot be read or decoded are reported on stderr and in
 OUT.errors.jsonl and skipped; the others are still embedded (exit code 1 at the end).
 
-Output, by the extension of --out (each states the model, preset, input size and engine version):
+Output, by the extension of --out (each states the model, preset, input size, engine version, the
+inputs' count and SHA-256, and each row's position in the whole input order):
   .npy          float32 [images, D]; OUT.npy.paths.txt lists the images, OUT.npy.json has the model,
-                each row's path, SHA-256 and metadata
-  .jsonl        one object per image: path, hash (SHA-256 of the file), metadata, model facts, embedding
-  .parquet      columns path, hash, the --list CSV's metadata columns, embedding (list of D float32)
-  .safetensors  tensor "embeddings" F32 [images, D]; paths, hashes, metadata in __metadata__
+                each row's path, SHA-256, position and metadata
+  .jsonl        one object per image: path, hash (SHA-256 of the file), position, metadata, model facts,
+                embedding
+  .parquet      columns path, hash, position, the --list CSV's metadata columns, embedding (list of D
+                float32); one row group per --checkpoint-every rows
+  .safetensors  tensor "embeddings" F32 [images, D]; paths, hashes, positions, metadata in __metadata__
 
 Options:
   --weights WEIGHTS   safetensors file or http(s) URL: Derm Foundation (Derm names) or timm BiT, a
@@ -89,12 +85,17 @@ Options:
                       ${DEFAULT_MAX_PIXELS})
   --exif-orientation  rotate/flip JPEGs as their EXIF Orientation says (default: ignored, as TensorFlow and
                       Derm Foundation ignore it)
-  --checkpoint-every N  rewrite OUT (atomically) every N embedded images (default ${DEFAULT_CHECKPOINT_EVERY}); in
-                      between, each finished batch is appended to OUT.journal.jsonl, so a killed run loses
-                      at most the batch in flight
-  --resume            keep the rows already in OUT and its journal whose path and SHA-256 still match,
-                      embed the rest; the result is the file an uninterrupted run writes
-  --strict            stop at the first image that fails (exit 1; OUT keeps its last checkpoint)
+  --checkpoint-every N  rows per Parquet row group (default ${DEFAULT_CHECKPOINT_EVERY}). Every format is appended
+                      as batches finish: each finished batch is synced and committed to OUT.commits, so a
+                      killed run loses at most the batch in flight; OUT appears, complete, at the end
+  --resume            continue what an earlier run of OUT left: its committed rows stay (each image's
+                      SHA-256 is checked), the rest is embedded; the result is the file an uninterrupted
+                      run writes. A finished OUT's rows are reused the same way (by path and SHA-256)
+  --shard I/N         embed only part I of N (0 <= I < N) of the images: those whose normalised path's
+                      SHA-256 (first 8 bytes, big-endian) is I mod N; rows keep their position in the
+                      whole input order, and deno task merge joins the N outputs. For Kubernetes Indexed
+                      Jobs (--shard \$(JOB_COMPLETION_INDEX)/N) and Slurm arrays; see deploy/
+  --strict            stop at the first image that fails (exit 1; what was committed stays for --resume)
   --quiet             no progress output (errors are still printed)
   --json              print a JSON summary on stdout: counts, errors, images/s, adapter, and a time
                       profile (read, decode, upload, GPU, write)
@@ -121,6 +122,7 @@ interface Options {
   exifOrientation: boolean;
   checkpointEvery: number;
   resume: boolean;
+  shard?: ShardSpec;
   strict: boolean;
   quiet: boolean;
   json: boolean;
@@ -150,6 +152,7 @@ export async function main(args: string[]): Promise<number> {
         "exif-orientation": { type: "boolean", default: false },
         "checkpoint-every": { type: "string" },
         resume: { type: "boolean", default: false },
+        shard: { type: "string" },
         strict: { type: "boolean", default: false },
         quiet: { type: "boolean", default: false },
         json: { type: "boolean", default: false },
@@ -203,6 +206,7 @@ export async function main(args: string[]): Promise<number> {
       exifOrientation: values["exif-orientation"],
       checkpointEvery: int("checkpoint-every", values["checkpoint-every"], 1) ?? DEFAULT_CHECKPOINT_EVERY,
       resume: values.resume,
+      shard: values.shard === undefined ? undefined : parseShard(values.shard),
       strict: values.strict,
       quiet: values.quiet,
       json: values.json,
@@ -237,22 +241,14 @@ interface ImageFailure {
   reason: string;
 }
 
-async function run(inputs: InputImage[], o: Options): Promise<number> {
+async function run(all: InputImage[], o: Options): Promise<number> {
   const wallStart = performance.now();
   const log = (line: string) => o.verbose && console.error(line);
-  // Rows by input index; --resume fills them from OUT first (checked against the file's hash when read).
-  const rows: (EmbeddingRow | undefined)[] = new Array(inputs.length);
-  let resumedInfo: Record<string, string> | undefined;
-  if (o.resume) {
-    const previous = await readOutput(o.out);
-    if (previous) {
-      resumedInfo = previous.info;
-      const byPath = new Map(previous.rows.map((r) => [resolve(r.path), r]));
-      inputs.forEach((input, i) => {
-        const r = byPath.get(resolve(input.path));
-        if (r) rows[i] = { ...r, path: input.path, metadata: input.metadata };
-      });
-    }
+  // This run's part of the inputs, each with its position in the whole input order.
+  const inputs = selectShard(all, o.shard).map(({ item, position }) => ({ ...item, position }));
+  if (inputs.length === 0) {
+    console.error(`embed: shard ${o.shard!.index}/${o.shard!.count} holds none of the ${all.length} images`);
+    return 0;
   }
 
   const weights = await openWeightsArgument(o.model ? await resolveModel(o.model) : o.weights);
@@ -271,6 +267,7 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
   const progress = new ProgressBar(inputs.length, {
     mode: o.quiet ? "none" : Deno.stderr.isTerminal() ? "bar" : "lines",
   });
+  let output: EmbedOutput | undefined;
   try {
     log(describeGpu(embedder.gpu));
     log(`model: ${embedder.describe()}; loaded in ${((performance.now() - wallStart) / 1000).toFixed(1)} s`);
@@ -281,50 +278,23 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
       size: embedder.size,
       embeddingSize: embedder.embeddingSize,
       engine: ENGINE,
+      inputs: all.length,
+      inputsSha256: inputsFingerprint(all),
+      shard: o.shard,
     };
-    if (resumedInfo) {
-      const mismatch = (["model", "preset", "input_size", "embedding_size"] as const).find((k) =>
-        resumedInfo![k] !== String(
-          {
-            model: info.model,
-            preset: info.preset,
-            input_size: info.size,
-            embedding_size: info.embeddingSize,
-          }[k],
-        )
-      );
-      if (mismatch) {
-        throw new TypeError(
-          `Cannot resume "${o.out}": it was made with ${mismatch} "${resumedInfo[mismatch]}", this run uses ${
-            mismatch === "model"
-              ? info.model
-              : mismatch === "preset"
-              ? info.preset
-              : mismatch === "input_size"
-              ? info.size
-              : info.embeddingSize
-          }`,
-        );
-      }
-    }
-    if (o.resume) {
-      // Rows of batches finished after the last checkpoint.
-      const journal = await readJournal(o.out, info.embeddingSize);
-      const j = journal.info;
-      if (j && (j.model !== info.model || j.preset !== info.preset || j.size !== info.size)) {
-        throw new TypeError(
-          `Cannot resume "${o.out}": its journal was made with ${j.model} (${j.preset}, ${j.size}), this run uses ` +
-            `${info.model} (${info.preset}, ${info.size})`,
-        );
-      }
-      const byPath = new Map(journal.rows.map((r) => [resolve(r.path), r]));
-      inputs.forEach((input, i) => {
-        const r = byPath.get(resolve(input.path));
-        if (r) rows[i] = { ...r, path: input.path, metadata: input.metadata };
-      });
-    } else {
-      await removeJournal(o.out);
-    }
+    output = await EmbedOutput.open({
+      out: o.out,
+      header: {
+        format: outputFormat(o.out)!,
+        info,
+        metadataKeys: metadataKeys(all),
+        rowGroupRows: o.checkpointEvery,
+      },
+      inputs,
+      resume: o.resume,
+    });
+    const out = output;
+    if (o.resume) log(`resume: ${out.mode}`);
     const loadMs = performance.now() - wallStart;
     const batch = embedder.maxBatch;
 
@@ -339,7 +309,7 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
           i,
           pool.decode({
             path: inputs[i].path,
-            skipHash: rows[i]?.hash,
+            skipHash: out.knownHash(i),
             maxPixels: o.maxPixels,
             exifOrientation: o.exifOrientation,
             preprocessing: embedder.preprocessing,
@@ -349,36 +319,21 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
     };
 
     const failures: ImageFailure[] = [];
-    const t = { readMs: 0, decodeMs: 0, waitDecodeMs: 0, writeMs: 0, checkpoints: 0 };
+    const t = { readMs: 0, decodeMs: 0, waitDecodeMs: 0, writeMs: 0 };
     let resumed = 0;
     let embedded = 0;
-    let sinceCheckpoint = 0;
     let stopped = false;
-    const fail = (i: number, hash: string, reason: string) => {
+    const timed = async (write: Promise<void>) => {
+      const t0 = performance.now();
+      await write;
+      t.writeMs += performance.now() - t0;
+    };
+    const fail = async (i: number, hash: string, reason: string) => {
       failures.push({ path: inputs[i].path, hash, reason });
-      rows[i] = undefined;
+      await timed(out.fail(i, hash, reason));
       progress.clear();
       console.error(`error: ${inputs[i].path}: ${reason}`);
       if (o.strict) stopped = true;
-    };
-    const present = () => rows.filter((r): r is EmbeddingRow => r !== undefined);
-    const save = async () => {
-      const t0 = performance.now();
-      const done = present();
-      if (done.length > 0) {
-        await writeOutput(o.out, done, info);
-        await removeJournal(o.out);
-        const errorsFile = `${o.out}.errors.jsonl`;
-        if (failures.length > 0) {
-          await writeAtomically(
-            errorsFile,
-            new TextEncoder().encode(failures.map((f) => JSON.stringify(f) + "\n").join("")),
-          );
-        } else {
-          await Deno.remove(errorsFile).catch(() => {});
-        }
-      }
-      t.writeMs += performance.now() - t0;
     };
 
     let next = 0;
@@ -396,12 +351,12 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
         t.decodeMs += reply.decodeMs;
         if (reply.skipped) {
           resumed++;
+          await timed(out.keep(i));
           progress.skip(1);
         } else if (reply.error !== undefined) {
-          fail(i, reply.hash, reply.error);
+          await fail(i, reply.hash, reply.error);
           progress.update(1, 1);
         } else {
-          rows[i] = undefined;
           const { width, height, rgba, preprocessed } = reply.image!;
           chunk.push({
             index: i,
@@ -413,37 +368,29 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
       requestMore(next + window);
       if (stopped || chunk.length === 0) continue;
       const results = await embedChunk(embedder, chunk.map((c) => c.image));
-      const finished: EmbeddingRow[] = [];
-      results.forEach((r, k) => {
+      const finished: { index: number; hash: string; embedding: Float32Array }[] = [];
+      for (const [k, r] of results.entries()) {
         const { index, hash } = chunk[k];
         if (r instanceof Error) {
-          if (!stopped) fail(index, hash, r.message);
+          if (!stopped) await fail(index, hash, r.message);
         } else {
-          rows[index] = { path: inputs[index].path, hash, metadata: inputs[index].metadata, embedding: r };
-          finished.push(rows[index]!);
+          finished.push({ index, hash, embedding: r });
           embedded++;
-          sinceCheckpoint++;
         }
-      });
-      const j0 = performance.now();
-      await appendJournal(o.out, info, finished);
-      t.writeMs += performance.now() - j0;
-      progress.update(chunk.length - results.filter((r) => r instanceof Error).length);
-      if (sinceCheckpoint >= o.checkpointEvery && !stopped) {
-        await save();
-        t.checkpoints++;
-        sinceCheckpoint = 0;
-        log(`checkpoint: ${present().length} rows in ${o.out}`);
       }
+      await timed(out.add(finished));
+      progress.update(chunk.length - results.filter((r) => r instanceof Error).length);
     }
-    if (!stopped) await save();
+    const f0 = performance.now();
+    const written = stopped ? null : await out.finish();
+    if (stopped) await out.stop();
+    t.writeMs += performance.now() - f0;
     progress.finish();
 
     const wallMs = performance.now() - wallStart;
     const embedMs = wallMs - loadMs;
     const gpuTimes = embedder.timings();
-    const written = present().length;
-    if (written === 0 && !stopped) console.error(`error: no image could be embedded; "${o.out}" not written`);
+    if (written === 0) console.error(`error: no image could be embedded; "${o.out}" not written`);
     log(
       `embedded ${embedded} image(s), ${resumed} resumed, ${failures.length} failed, in ${
         (embedMs / 1000).toFixed(2)
@@ -457,7 +404,7 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
           embedded,
           resumed,
           failed: failures.length,
-          rows_written: stopped ? null : written,
+          rows_written: written,
           stopped_early: stopped,
           errors: failures.map(({ path, reason }) => ({ path, reason })),
           output: o.out,
@@ -474,7 +421,9 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
           })),
           batch,
           workers: pool.size,
-          checkpoints: t.checkpoints,
+          shard: o.shard ? `${o.shard.index}/${o.shard.count}` : null,
+          resume_mode: out.mode,
+          output_bytes_written: out.bytesWritten,
           profile: {
             load_ms: Math.round(loadMs),
             wall_ms: Math.round(embedMs),
@@ -500,6 +449,7 @@ async function run(inputs: InputImage[], o: Options): Promise<number> {
     }
     return failures.length > 0 || written === 0 ? 1 : 0;
   } finally {
+    output?.close();
     pool.close();
     embedder.dispose();
   }

@@ -1,108 +1,79 @@
 /**
- * The embed journal: every finished batch's rows are appended to `OUT.journal.jsonl` (and synced) before
- * the next batch starts, so a killed run loses at most the batch in flight. Checkpoints fold the journal
- * into the output file and remove it; `--resume` reads the output and then the journal.
- *
- * Line 1 states the run (`{"info": {...}}`); each further line is one row with the embedding as base64
- * of its little-endian float32 bytes. A last line cut short by a crash is ignored.
+ * The journal of rows not yet in a Parquet row group: each committed batch's rows are appended to
+ * `OUT.journal0.partial` or `OUT.journal1.partial` (binary records: a JSON head and the float32 bytes,
+ * see {@linkcode journalRecords}) until enough rows for a row group have come; the group is written to the
+ * file and the rows left over start the other journal. The commit record says which journal is current and
+ * how long it is, so a killed run loses at most the batch in flight.
  * @module
  */
-import type { EmbeddingRow, OutputInfo } from "./outputs.ts";
+import type { EmbeddingRow } from "./output_rows.ts";
 
-/** The journal beside an output file. */
-export function journalPath(out: string): string {
-  return `${out}.journal.jsonl`;
+/** The journal of generation `generation` (0, 1, 2... alternate between two files). */
+export function journalPath(out: string, generation: number): string {
+  return `${out}.journal${generation % 2}.partial`;
 }
 
-function toBase64(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(s);
-}
+const enc = new TextEncoder();
+const dec = new TextDecoder();
 
-function fromBase64(text: string): Uint8Array {
-  const s = atob(text);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+/**
+ * The journal records of `rows`: for each, the byte length of its JSON (u32 LE), the JSON (path, hash,
+ * position, metadata) and the embedding's float32 bytes (little-endian, as in memory).
+ */
+export function journalRecords(rows: readonly EmbeddingRow[]): Uint8Array {
+  const heads = rows.map((r) =>
+    enc.encode(JSON.stringify({ path: r.path, hash: r.hash, position: r.position, metadata: r.metadata }))
+  );
+  const size = rows.reduce((n, r, i) => n + 4 + heads[i].length + r.embedding.byteLength, 0);
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  let o = 0;
+  rows.forEach((r, i) => {
+    view.setUint32(o, heads[i].length, true);
+    out.set(heads[i], o + 4);
+    o += 4 + heads[i].length;
+    out.set(new Uint8Array(r.embedding.buffer, r.embedding.byteOffset, r.embedding.byteLength), o);
+    o += r.embedding.byteLength;
+  });
   return out;
 }
 
-/** Appends rows to the journal (creating it with its info line), then syncs it to disk. */
-export async function appendJournal(
-  out: string,
-  info: OutputInfo,
-  rows: readonly EmbeddingRow[],
-): Promise<void> {
-  if (rows.length === 0) return;
-  const path = journalPath(out);
-  const fresh = await Deno.stat(path).then(() => false, () => true);
-  const lines = rows.map((r) =>
-    JSON.stringify({
-      path: r.path,
-      hash: r.hash,
-      metadata: r.metadata,
-      embedding: toBase64(new Uint8Array(r.embedding.buffer, r.embedding.byteOffset, r.embedding.byteLength)),
-    })
-  );
-  if (fresh) lines.unshift(JSON.stringify({ info }));
-  const file = await Deno.open(path, { append: true, create: true });
-  try {
-    const bytes = new TextEncoder().encode(lines.join("\n") + "\n");
-    let done = 0;
-    while (done < bytes.length) done += await file.write(bytes.subarray(done));
-    await file.syncData();
-  } finally {
-    file.close();
-  }
-}
-
-/** Reads the journal: its info and rows (none when there is no journal). */
+/**
+ * Reads the first `length` bytes of a journal (at most a row group's rows): its rows.
+ *
+ * @throws {SyntaxError} When a record within `length` is cut short or not a row.
+ */
 export async function readJournal(
-  out: string,
+  path: string,
+  length: number,
   embeddingSize: number,
-): Promise<{ info?: OutputInfo; rows: EmbeddingRow[] }> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(journalPath(out));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return { rows: [] };
-    throw e;
-  }
-  const lines = text.split("\n").filter((l) => l !== "");
+): Promise<EmbeddingRow[]> {
   const rows: EmbeddingRow[] = [];
-  let info: OutputInfo | undefined;
-  for (const [i, line] of lines.entries()) {
+  if (length === 0) return rows;
+  const bytes = (await Deno.readFile(path)).subarray(0, length);
+  if (bytes.length < length) {
+    throw new SyntaxError(`Cannot read "${path}": shorter than its committed ${length} bytes`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let o = 0;
+  while (o < length) {
+    const n = o + 4 <= length ? view.getUint32(o, true) : Infinity;
+    const end = o + 4 + n + 4 * embeddingSize;
+    if (end > length) throw new SyntaxError(`Cannot read "${path}": record ${rows.length + 1} is cut short`);
     let value: Record<string, unknown>;
     try {
-      value = JSON.parse(line);
+      value = JSON.parse(dec.decode(bytes.subarray(o + 4, o + 4 + n)));
     } catch (e) {
-      if (i === lines.length - 1) break; // torn last line of a killed run
-      throw new SyntaxError(`Cannot read "${journalPath(out)}": line ${i + 1} is not JSON`, { cause: e });
-    }
-    if (i === 0 && "info" in value) {
-      info = value.info as OutputInfo;
-      continue;
-    }
-    const bytes = fromBase64(String(value.embedding));
-    if (bytes.length !== embeddingSize * 4) {
-      if (i === lines.length - 1) break;
-      throw new SyntaxError(
-        `Cannot read "${journalPath(out)}": line ${i + 1} holds ${bytes.length / 4} floats`,
-      );
+      throw new SyntaxError(`Cannot read "${path}": record ${rows.length + 1} is not a row`, { cause: e });
     }
     rows.push({
       path: String(value.path),
       hash: String(value.hash),
+      position: Number(value.position),
       metadata: (value.metadata ?? {}) as Record<string, string>,
-      embedding: new Float32Array(bytes.buffer),
+      embedding: new Float32Array(bytes.slice(o + 4 + n, end).buffer),
     });
+    o = end;
   }
-  return { info, rows };
-}
-
-/** Removes the journal (after its rows reached the output file, or before a fresh run). */
-export async function removeJournal(out: string): Promise<void> {
-  await Deno.remove(journalPath(out)).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  });
+  return rows;
 }

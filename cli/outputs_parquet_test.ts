@@ -1,6 +1,6 @@
 /**
  * The `.parquet` output of `deno task embed` read by independent readers: arrow-rs (through parquet-wasm)
- * must see the embedding as `FixedSizeList<float32>[D]` (restored from the `ARROW:schema` entry, as
+ * must see the embedding as `FixedSizeList<float32>[D]` across row groups (restored from the `ARROW:schema` entry, as
  * pyarrow/pandas and polars do), DuckDB (native, in a child process with FFI) must read the same values.
  *
  * Both readers are development dependencies (deno.dev.json); one that cannot be loaded fails its test.
@@ -33,6 +33,7 @@ function sampleRows(): EmbeddingRow[] {
     path: `samples/img ${i}.jpg`,
     hash: (i + 10).toString(16).repeat(64).slice(0, 64),
     metadata: i === 2 ? { path: `orig/${i}` } : { site: ["arm", "leg", "", "back"][i], path: `orig/${i}` },
+    position: 3 * i + 1,
     embedding: Float32Array.from({ length: D }, (_, j) => Math.sin(i * 7.3 + j) * 10 ** (j % 4 - 2)),
   }));
 }
@@ -41,7 +42,8 @@ async function writeSample(): Promise<{ dir: string; file: string; rows: Embeddi
   const dir = await Deno.makeTempDir({ prefix: "derm-parquet-" });
   const rows = sampleRows();
   const file = `${dir}/x.parquet`;
-  await writeOutput(file, rows, INFO);
+  // Row groups of 3 rows, one row per commit: two groups (3 + 1), the second written by finish().
+  await writeOutput(file, rows, INFO, { rowGroupRows: 3, batch: 1 });
   return { dir, file, rows };
 }
 
@@ -51,9 +53,9 @@ Deno.test("writeOutput() .parquet: an Arrow reader (arrow-rs via parquet-wasm) s
     const bytes = await Deno.readFile(file);
 
     // The entry is a pyarrow-style IPC schema message: continuation, length, flatbuffer padded to 8.
-    const kv = Object.fromEntries(
-      (parquetMetadata(bytes.slice().buffer).key_value_metadata ?? []).map((e) => [e.key, e.value]),
-    );
+    const metadata = parquetMetadata(bytes.slice().buffer);
+    assert.deepEqual(metadata.row_groups.map((g) => Number(g.num_rows)), [3, 1]);
+    const kv = Object.fromEntries((metadata.key_value_metadata ?? []).map((e) => [e.key, e.value]));
     assert.ok(kv["ARROW:schema"], "ARROW:schema key-value entry");
     const message = Uint8Array.from(atob(kv["ARROW:schema"]!), (c) => c.charCodeAt(0));
     const view = new DataView(message.buffer);
@@ -66,6 +68,7 @@ Deno.test("writeOutput() .parquet: an Arrow reader (arrow-rs via parquet-wasm) s
     assert.deepEqual(types, {
       path: "Utf8",
       hash: "Utf8",
+      position: "Int64",
       site: "Utf8",
       metadata_path: "Utf8",
       embedding: `FixedSizeList[${D}]<Float32>`,
@@ -81,6 +84,7 @@ Deno.test("writeOutput() .parquet: an Arrow reader (arrow-rs via parquet-wasm) s
     rows.forEach((r, i) => {
       assert.equal(table.getChild("path")!.get(i), r.path);
       assert.equal(table.getChild("hash")!.get(i), r.hash);
+      assert.equal(table.getChild("position")!.get(i), BigInt(r.position));
       assert.equal(table.getChild("site")!.get(i), r.metadata.site ?? null);
       assert.equal(table.getChild("metadata_path")!.get(i), r.metadata.path);
       assert.deepEqual(embedding.get(i)!.toArray(), r.embedding, `row ${i}`);

@@ -14,8 +14,14 @@ Deno.test("writeOutput() writes every format so that independent readers get the
       engine: "derm-webgpu test",
     };
     const rows: EmbeddingRow[] = [
-      { path: "a.png", hash: "aa", metadata: { dx: "nevus" }, embedding: new Float32Array([0.1, -2, 3e-8]) },
-      { path: "b.jpg", hash: "bb", metadata: {}, embedding: new Float32Array([1, 2, 3]) },
+      {
+        path: "a.png",
+        hash: "aa",
+        metadata: { dx: "nevus" },
+        position: 0,
+        embedding: new Float32Array([0.1, -2, 3e-8]),
+      },
+      { path: "b.jpg", hash: "bb", metadata: {}, position: 2, embedding: new Float32Array([1, 2, 3]) },
     ];
     for (const ext of ["npy", "jsonl", "parquet", "safetensors"]) {
       const out = `${dir}/e.${ext}`;
@@ -29,6 +35,7 @@ Deno.test("writeOutput() writes every format so that independent readers get the
     assert.deepEqual(objects[0], {
       path: "a.png",
       hash: "aa",
+      position: 0n,
       dx: "nevus",
       embedding: [...rows[0].embedding],
     });

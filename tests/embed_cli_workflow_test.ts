@@ -1,8 +1,9 @@
 /**
  * `deno task embed` in depth, end to end through the command line with the tiny procedural model: every
  * input form and output format (read back by independent parsers), 16-bit PNG and EXIF orientation,
- * corrupt and truncated files in a folder, `--strict`, non-finite embeddings, and a run killed with
- * SIGKILL after its first checkpoint and resumed, compared byte for byte with an uninterrupted run; --help,
+ * corrupt and truncated files in a folder, `--strict`, non-finite embeddings, and runs killed with
+ * SIGKILL after a checkpoint or between two and resumed, compared byte for byte with an uninterrupted run
+ * (every format, `--shard` and merge: tests/shard_merge_test.ts); --help,
  * a bad command line, a corrupt image and truncated weights.
  * Images are generated here (PNG) or taken from `samples/` (JPEG).
  */
@@ -299,6 +300,13 @@ Deno.test("embed CLI: a non-finite embedding is an error for that image, never a
   });
 });
 
+/** Rows committed to `out` so far: the `n` of the last whole line of its commit log (0 without one). */
+async function committedRows(out: string): Promise<number> {
+  const text = await Deno.readTextFile(`${out}.commits`).catch(() => "");
+  const lines = text.split("\n").slice(1, -1); // the header, and a line still being written
+  return lines.length === 0 ? 0 : JSON.parse(lines.at(-1)!.split("\t")[0]).n;
+}
+
 Deno.test("embed CLI: a run killed after its first checkpoint and resumed writes the uninterrupted run's file", async () => {
   await withTempDir(async (dir) => {
     await writeRandomPngs(`${dir}/in`, 36, 32);
@@ -310,8 +318,8 @@ Deno.test("embed CLI: a run killed after its first checkpoint and resumed writes
     const child = embedCommand([...common, "--quiet", "--out", out], "null").spawn();
     let killedAt = -1;
     for (let i = 0; i < 3000; i++) {
-      const exists = await Deno.stat(out).then(() => true, () => false);
-      if (exists) {
+      // The first row group (checkpoint, 4 rows) is committed once 4 rows are.
+      if (await committedRows(out) >= 4) {
         child.kill("SIGKILL");
         killedAt = i;
         break;
@@ -321,17 +329,15 @@ Deno.test("embed CLI: a run killed after its first checkpoint and resumed writes
     const status = await child.status;
     assert.ok(killedAt >= 0, "no checkpoint appeared");
     assert.equal(status.signal, "SIGKILL", "the run finished before it could be killed");
-    const partial = await parquetReadObjects({ file: (await Deno.readFile(out)).buffer });
-    assert.ok(partial.length >= 4 && partial.length < 36, `checkpoint holds ${partial.length} rows`);
+    await assert.rejects(Deno.stat(out), Deno.errors.NotFound); // the output appears only when finished
+    const committed = await committedRows(out);
+    assert.ok(committed >= 4 && committed < 36, `${committed} rows committed`);
 
     const resumed = await embedCli([...common, "--resume", "--json", "--out", out]);
     assert.equal(resumed.code, 0, resumed.stderr);
     const summary = JSON.parse(resumed.stdout);
-    // The checkpoint's rows, and the journal's batches finished after it.
-    assert.ok(
-      summary.resumed >= partial.length,
-      `resumed ${summary.resumed} of ${partial.length} checkpointed`,
-    );
+    assert.equal(summary.resume_mode, "in place");
+    assert.ok(summary.resumed >= committed, `resumed ${summary.resumed} of ${committed} committed`);
     assert.equal(summary.embedded, 36 - summary.resumed);
     assert.deepEqual(await Deno.readFile(out), await Deno.readFile(`${dir}/whole.parquet`));
     assert.deepEqual(
@@ -349,30 +355,29 @@ Deno.test("embed CLI: a run killed between checkpoints loses at most the batch i
     const whole = await embedCli([...common, "--quiet", "--out", `${dir}/whole.npy`]);
     assert.equal(whole.code, 0, whole.stderr);
     const out = `${dir}/cut.npy`;
-    const journal = `${out}.journal.jsonl`;
     const child = embedCommand([...common, "--quiet", "--out", out], "null").spawn();
-    let journaled = 0;
-    for (let i = 0; i < 3000 && journaled < 4; i++) {
-      const text = await Deno.readTextFile(journal).catch(() => "");
-      journaled = text.split("\n").filter((l) => l.startsWith('{"path"')).length;
-      if (journaled < 4) await new Promise((r) => setTimeout(r, 10));
+    let committed = 0;
+    for (let i = 0; i < 3000 && committed < 4; i++) {
+      committed = await committedRows(out);
+      if (committed < 4) await new Promise((r) => setTimeout(r, 10));
     }
     child.kill("SIGKILL");
     const status = await child.status;
     assert.equal(status.signal, "SIGKILL", "the run finished before it could be killed");
-    assert.ok(journaled >= 4, `only ${journaled} rows journaled`);
-    await assert.rejects(Deno.stat(out), Deno.errors.NotFound); // no checkpoint was due yet
+    assert.ok(committed >= 4, `only ${committed} rows committed`);
+    await assert.rejects(Deno.stat(out), Deno.errors.NotFound);
     const resumed = await embedCli([...common, "--resume", "--json", "--out", out]);
     assert.equal(resumed.code, 0, resumed.stderr);
     const summary = JSON.parse(resumed.stdout);
-    assert.ok(summary.resumed >= journaled, `resumed ${summary.resumed}, journaled ${journaled}`);
+    assert.ok(summary.resumed >= committed, `resumed ${summary.resumed}, committed ${committed}`);
     assert.equal(summary.resumed + summary.embedded, 16);
     assert.deepEqual(await Deno.readFile(out), await Deno.readFile(`${dir}/whole.npy`));
     assert.deepEqual(
       await Deno.readFile(`${out}.paths.txt`),
       await Deno.readFile(`${dir}/whole.npy.paths.txt`),
     );
-    await assert.rejects(Deno.stat(journal), Deno.errors.NotFound);
+    assert.deepEqual(await Deno.readFile(`${out}.json`), await Deno.readFile(`${dir}/whole.npy.json`));
+    await assert.rejects(Deno.stat(`${out}.commits`), Deno.errors.NotFound);
   });
 });
 
