@@ -331,9 +331,14 @@ Deno.test("convert fails on a missing shard and on an entry claiming terabytes p
 
 Deno.test("convert refuses a SRC that is not a SavedModel directory or a known file", async () => {
   await hostile(async (dir) => {
+    await Deno.writeTextFile(`${dir}/weights.h5`, "hello");
+    return `${dir}/weights.h5`;
+  }, /expected a SavedModel directory, a .safetensors, a .npz or a PyTorch checkpoint/);
+  // A .bin is read as a PyTorch checkpoint (Hugging Face's pytorch_model.bin), and this one is none.
+  await hostile(async (dir) => {
     await Deno.writeTextFile(`${dir}/weights.bin`, "hello");
     return `${dir}/weights.bin`;
-  }, /expected a SavedModel directory, a .safetensors or a .npz file/);
+  }, /not a PyTorch checkpoint \(neither a zip archive nor the legacy format\)/);
   await hostile(async (dir) => {
     await Deno.remove(`${dir}/saved_model.pb`);
   }, /Cannot open ".*saved_model.pb": file not found \(a SavedModel directory holds saved_model.pb\)/);

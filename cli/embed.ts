@@ -69,6 +69,9 @@ Options:
                       ImageNet mean and std
   --size N            model input size S (default 448 for derm, 224 for bit and imagenet)
   --resize R          imagenet: the side Pillow resizes to before the S x S crop (default round(S * 8 / 7))
+  --vit-heads H       ViT: attention heads (default: the checkpoint's args or our metadata, else D / 64)
+  --vit-blocks N      ViT: embed the class token of the last N blocks through the final norm,
+                      concatenated (default 4, Gröger et al.'s protocol; 1 = the usual class token)
   --kernels NAME,...  force these kernel variants wherever they apply (e.g. conv2d_direct); see
                       deno task bench --list-kernels
   --tune auto|always|off  choose kernel variants by timing them on this adapter, once per shape, and keep
@@ -113,6 +116,8 @@ interface Options {
   preset?: string;
   size?: number;
   resize?: number;
+  vitHeads?: number;
+  vitBlocks?: number;
   kernels?: string[];
   tune?: "auto" | "always" | "off";
   out: string;
@@ -142,6 +147,8 @@ export async function main(args: string[]): Promise<number> {
         preset: { type: "string" },
         size: { type: "string" },
         resize: { type: "string" },
+        "vit-heads": { type: "string" },
+        "vit-blocks": { type: "string" },
         kernels: { type: "string" },
         tune: { type: "string" },
         out: { type: "string" },
@@ -197,6 +204,8 @@ export async function main(args: string[]): Promise<number> {
       preset: values.preset,
       size: int("size", values.size, 32, 4096),
       resize: int("resize", values.resize, 32, 16384),
+      vitHeads: int("vit-heads", values["vit-heads"], 1, 1024),
+      vitBlocks: int("vit-blocks", values["vit-blocks"], 1, 1024),
       kernels: values.kernels?.split(",").map((k) => k.trim()).filter((k) => k !== ""),
       tune: values.tune as Options["tune"],
       out: values.out,
@@ -256,6 +265,8 @@ async function run(all: InputImage[], o: Options): Promise<number> {
     preset: o.preset,
     size: o.size,
     resize: o.resize,
+    vitHeads: o.vitHeads,
+    vitBlocks: o.vitBlocks,
     kernels: o.kernels,
     tune: o.tune,
     tuningCache: new FileTuningCache(),

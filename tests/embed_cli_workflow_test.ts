@@ -409,7 +409,7 @@ Deno.test("embed CLI: a bad command line exits 2 and says what is wrong", async 
   assert.match(noWeights.stderr, /exactly one of --weights and --model is required/);
   const badPreset = await embedCli(["--weights", "w", "--preset", "tf", "--out", "x.npy", "a.png"]);
   assert.equal(badPreset.code, 2);
-  assert.match(badPreset.stderr, /--preset must be "derm" or "bit", got "tf"/);
+  assert.match(badPreset.stderr, /--preset must be one of derm, bit, imagenet, got "tf"/);
   const badArch = await embedCli(["--weights", "procedural:r7", "--out", "x.npy", "a.png"]);
   assert.equal(badArch.code, 1);
   assert.match(badArch.stderr, /unknown architecture "r7"/);
