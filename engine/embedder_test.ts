@@ -216,25 +216,41 @@ gpuTest("every convolution variant gives the same embedding within float32 noise
   );
 });
 
-gpuTest("embed() with batches in flight gives the rows of one batch at a time, also for concurrent calls", async (gpu) => {
-  const images = [IMAGE, IMAGE2, IMAGE, IMAGE2, IMAGE];
-  const one = await createEmbedder("procedural:tiny-resnet:flight", { gpu, size: 64, maxBatch: 2, inFlight: 1 });
-  let want: Float32Array[];
-  try {
-    want = await one.embed(images);
-  } finally {
-    one.dispose();
-  }
-  const many = await createEmbedder("procedural:tiny-resnet:flight", { gpu, size: 64, maxBatch: 2, inFlight: 3 });
-  try {
-    assert.equal(many.model.family, "resnet");
-    assert.deepEqual(await many.embed(images), want);
-    // Two callers at once: each gets its own rows, in its own order.
-    const [a, b] = await Promise.all([many.embed(images), many.embed([...images].reverse())]);
-    assert.deepEqual(a, want);
-    assert.deepEqual(b, [...want].reverse());
-  } finally {
-    many.dispose();
-  }
-  await assert.rejects(createEmbedder("procedural:tiny-resnet", { gpu, size: 64, inFlight: 0 }), RangeError);
-});
+gpuTest(
+  "embed() with batches in flight gives the rows of one batch at a time, also for concurrent calls",
+  async (gpu) => {
+    const images = [IMAGE, IMAGE2, IMAGE, IMAGE2, IMAGE];
+    const one = await createEmbedder("procedural:tiny-resnet:flight", {
+      gpu,
+      size: 64,
+      maxBatch: 2,
+      inFlight: 1,
+    });
+    let want: Float32Array[];
+    try {
+      want = await one.embed(images);
+    } finally {
+      one.dispose();
+    }
+    const many = await createEmbedder("procedural:tiny-resnet:flight", {
+      gpu,
+      size: 64,
+      maxBatch: 2,
+      inFlight: 3,
+    });
+    try {
+      assert.equal(many.model.family, "resnet");
+      assert.deepEqual(await many.embed(images), want);
+      // Two callers at once: each gets its own rows, in its own order.
+      const [a, b] = await Promise.all([many.embed(images), many.embed([...images].reverse())]);
+      assert.deepEqual(a, want);
+      assert.deepEqual(b, [...want].reverse());
+    } finally {
+      many.dispose();
+    }
+    await assert.rejects(
+      createEmbedder("procedural:tiny-resnet", { gpu, size: 64, inFlight: 0 }),
+      RangeError,
+    );
+  },
+);
