@@ -46,7 +46,12 @@ import {
   type PredictionRow,
   predictionsCsv,
 } from "./probe_report.ts";
-import { writeAtomically } from "./outputs.ts";
+import { DenoOutputFs, writeAtomically as writeAtomicallyOn } from "./output_files.ts";
+
+/** Writes a file through a temporary file and a rename. */
+function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  return writeAtomicallyOn(new DenoOutputFs(), path, bytes);
+}
 
 /**
  * Runs the command with `args`.

@@ -19,6 +19,7 @@ import type { EmbeddingIdentity } from "../models/classifier.ts";
 import { parseCsv } from "./inputs.ts";
 import { decodeNpyFloat32 } from "./npy.ts";
 import { outputFormat, readOutput } from "./outputs.ts";
+import { facts as factsOf } from "./output_rows.ts";
 
 /** An embeddings file, read whole. */
 export interface Embeddings {
@@ -108,7 +109,7 @@ export async function readEmbeddings(file: string): Promise<Embeddings> {
       data.set(r.embedding, i * d);
     });
     paths = read.rows.map((r) => r.path);
-    facts = read.info;
+    facts = factsOf(read.info);
   }
   if (paths.length === 0 || d === 0) fail("no rows");
   const bad: string[] = [];

@@ -16,8 +16,8 @@ const INFO = {
 };
 
 const ROWS: EmbeddingRow[] = [
-  { path: "img/a.png", hash: "aa", metadata: { dx: "x" }, embedding: Float32Array.of(1, 2, 3) },
-  { path: "img/b.png", hash: "bb", metadata: {}, embedding: Float32Array.of(-1, 0.5, 0) },
+  { path: "img/a.png", hash: "aa", metadata: { dx: "x" }, position: 0, embedding: Float32Array.of(1, 2, 3) },
+  { path: "img/b.png", hash: "bb", metadata: {}, position: 1, embedding: Float32Array.of(-1, 0.5, 0) },
 ];
 
 Deno.test("readEmbeddings() reads every format embed writes, with the model's facts", async () => {

@@ -271,6 +271,7 @@ Deno.test("probe --out writes a classifier that --classifier applies with the sa
         path,
         hash: "",
         metadata: {},
+        position: i,
         embedding: e.data.slice(i * 1024, (i + 1) * 1024),
       })),
       {
@@ -356,6 +357,7 @@ Deno.test("probe gives exit code 1 for bad data, naming the file and the problem
       path,
       hash: "",
       metadata: {},
+      position: i,
       embedding: i === 2 ? new Float32Array(1024).fill(NaN) : e.data.slice(i * 1024, (i + 1) * 1024),
     }));
     await writeOutput(nanFile, rows, {
