@@ -22,6 +22,7 @@ const DEV_ONLY = [
   "jpeg-js",
   "imagescript",
   "protobufjs",
+  "puppeteer",
 ];
 
 Deno.test("deno.dev.json and deno.browser.json map every package as deno.json does", () => {

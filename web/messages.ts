@@ -107,7 +107,8 @@ export function explainError(
       detail,
       hint:
         `${model}${context.size ? ` at size ${context.size}` : ""} needs more than the adapter's ${limit}. ` +
-        "Try a smaller &size=, or a browser and GPU that grant larger limits (chrome://gpu lists them).",
+        (/^Cannot use batch/.test(detail) ? "Try a smaller &batch= or &size=" : "Try a smaller &size=") +
+        ", or a browser and GPU that grant larger limits (chrome://gpu lists them).",
     };
   }
   if (error.name === "WeightsError") {

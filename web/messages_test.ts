@@ -33,6 +33,15 @@ Deno.test("explainError() names the limit when the adapter's limits are too smal
     e.hint,
     /"procedural:tiny-bit" at size 6000 needs more than the adapter's maxStorageBufferBindingSize/,
   );
+  assert.match(e.hint, /Try a smaller &size=, or/);
+  const batch = explain(
+    new RangeError(
+      "Cannot use batch 3: at size 4096 one image's largest activation is 536870912 bytes and " +
+        "maxStorageBufferBindingSize is 1073741824, so at most 2 fit",
+    ),
+  );
+  assert.equal(batch.kind, "limits");
+  assert.match(batch.hint, /Try a smaller &batch= or &size=/);
   // A RangeError that names no limit is not a limits problem.
   assert.equal(
     explain(new RangeError("Cannot preprocess: expected an input size from 1 to 16384, got 0")).kind,
