@@ -7,7 +7,8 @@
  * clear messages for what fails (`web/messages.ts`).
  *
  * State for tests and scripts: `body[data-state]` is `idle`, `loading`, `ready`, `embedding` or `error`;
- * `body[data-pending]` counts images not finished; each `tr[data-state]` is `queued`, `decoded`,
+ * `body[data-pending]` counts images not finished; `body[data-last-run]` is `{images, ms}` of the last batch of
+ * files (the worker's time from request to last row: decode, preprocessing, GPU, readback); each `tr[data-state]` is `queued`, `decoded`,
  * `embedding`, `done` or `error`; `#message[data-kind]` is the failure's kind.
  *
  * This module is browser compatible.
@@ -220,6 +221,7 @@ async function processQueue(): Promise<void> {
       onResult: (i, result) => finishRow(batch[i], result),
     });
     embedMs += ms;
+    document.body.dataset.lastRun = JSON.stringify({ images: batch.length, ms });
   } catch (e) {
     showMessage(e);
     for (const r of batch) if (r.state !== "done" && r.state !== "error") setRow(r, "error", "GPU failure");
@@ -417,7 +419,13 @@ function updateScatter(): void {
   });
   plot.replaceChildren(...children);
   caption.textContent = `${ok.length} embeddings on their first two principal components` +
-    (classifier ? `, coloured by the most likely class of ${classifierName}` : "") + ".";
+    (classifier ? `, coloured by the most likely class of ${classifierName}:` : ".");
+  for (const [k, cls] of (classifier?.classes ?? []).entries()) {
+    const key = document.createElement("span");
+    key.style.color = PALETTE[k % PALETTE.length];
+    key.textContent = " \u25cf ";
+    caption.append(key, document.createTextNode(cls));
+  }
 }
 
 function checkClassifier(): void {
