@@ -24,6 +24,7 @@ const DEV_ONLY = [
   "protobufjs",
   "kubernetes-models",
   "yaml",
+  "puppeteer",
 ];
 
 Deno.test("deno.dev.json and deno.browser.json map every package as deno.json does", () => {
