@@ -2,20 +2,14 @@
  * `.npy` output, appended as it goes: `OUT` float32 [N, D] (a 128-byte header whose row count is
  * rewritten in place at every commit and at the end), `OUT.paths.txt` one path per line, and `OUT.json`:
  * the model facts, the metadata keys and one object per row (path, hash, position, metadata), each row on
- * its own line so that the file can be appended to and read back line by line:
- *
- * ```
- * {"model":...,"engine":...,"metadata_keys":[...],"rows":[
- * {"path":"a.png","hash":"...","position":0,"metadata":{}},
- * {"path":"b.png","hash":"...","position":1,"metadata":{}}
- * ]}
- * ```
+ * its own line (`cli/npy_sidecar.ts`) so that the file can be appended to and read back line by line.
  * @module
  */
 import type { FormatDriver, FormatSetup, FormatState, FormatWriter, OutputReader } from "./output_format.ts";
 import { embeddingBytes, readAt, readRecords } from "./output_format.ts";
 import type { OutputFile } from "./output_files.ts";
-import { type EmbeddingRow, facts, infoFromFacts } from "./output_rows.ts";
+import { type EmbeddingRow, infoFromFacts } from "./output_rows.ts";
+import { NPY_SIDECAR_END, npySidecarHead, npySidecarRow } from "./npy_sidecar.ts";
 import { decodeNpyFloat32Header, npyHeader } from "./npy.ts";
 import { readLines } from "./line_reader.ts";
 
@@ -27,12 +21,6 @@ function names(out: string) {
     paths: `${out}.paths.txt.partial`,
     json: `${out}.json.partial`,
   };
-}
-
-/** The JSON sidecar's first line: facts and metadata keys, then the opening of `rows`. */
-function jsonPrefix(setup: FormatSetup): string {
-  const head = JSON.stringify({ ...facts(setup.info), metadata_keys: setup.metadataKeys });
-  return `${head.slice(0, -1)},"rows":[`;
 }
 
 class NpyWriter implements FormatWriter {
@@ -52,10 +40,7 @@ class NpyWriter implements FormatWriter {
     if (rows.length === 0) return;
     await this.#main.append(embeddingBytes(rows, this.#setup.info.embeddingSize));
     await this.#paths.append(enc.encode(rows.map((r) => r.path + "\n").join("")));
-    const lines = rows.map((r, i) =>
-      (this.#rows + i === 0 ? "\n" : ",\n") +
-      JSON.stringify({ path: r.path, hash: r.hash, position: r.position, metadata: r.metadata })
-    );
+    const lines = rows.map((r, i) => npySidecarRow(r, this.#rows + i));
     await this.#json.append(enc.encode(lines.join("")));
     this.#rows += rows.length;
   }
@@ -74,7 +59,7 @@ class NpyWriter implements FormatWriter {
 
   async finish(): Promise<[string, string][]> {
     await this.#main.writeAt(0, npyHeader(this.#rows, this.#setup.info.embeddingSize));
-    await this.#json.append(enc.encode("\n]}\n"));
+    await this.#json.append(enc.encode(NPY_SIDECAR_END));
     await this.sync();
     const n = names(this.#setup.out);
     const out = this.#setup.out;
@@ -96,7 +81,7 @@ export const npyDriver: FormatDriver = {
       await setup.fs.create(n.json),
     ];
     await files[0].append(npyHeader(0, setup.info.embeddingSize));
-    await files[2].append(enc.encode(jsonPrefix(setup)));
+    await files[2].append(enc.encode(npySidecarHead(setup.info, setup.metadataKeys)));
     return new NpyWriter(setup, files, 0);
   },
 

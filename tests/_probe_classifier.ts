@@ -20,20 +20,33 @@ interface SklearnLabel {
 /** The weights and settings the probe's embeddings were made with. */
 export const PROBE_MODEL = { weights: "procedural:tiny-derm", preset: "derm", size: 64 } as const;
 
-/** What the page and `web/classifier.ts` read: the `classifier.json` of scikit-learn's fit for `label`. */
+/** The architecture summary output files state for {@linkcode PROBE_MODEL}. */
+export const PROBE_ARCHITECTURE = "BiT units 2/1/1/1 widths 128/256/512/1024 stem 64";
+
+/**
+ * The `classifier.json` of scikit-learn's fit for `label` (format `derm-webgpu-classifier`, one head, no
+ * standardisation), as `deno task probe` writes it: what the page and `models/classifier.ts` read.
+ */
 export function probeClassifierJson(label: ProbeLabel): Record<string, unknown> {
   const s = readTestdataJson<Record<ProbeLabel, SklearnLabel>>("probe/expected_sklearn.json")[label];
   return {
-    classes: s.classes,
-    weights: s.logreg_C1.coef,
-    intercepts: s.logreg_C1.intercept,
-    model: {
+    format: "derm-webgpu-classifier",
+    version: 1,
+    embedding: {
       model: PROBE_MODEL.weights,
-      architecture: "BiT units 2/1/1/1 widths 128/256/512/1024 stem 64",
+      architecture: PROBE_ARCHITECTURE,
       preset: PROBE_MODEL.preset,
       input_size: PROBE_MODEL.size,
       embedding_size: 1024,
     },
+    training: { kind: "logistic", C: 1, source: "scikit-learn expected_sklearn.json logreg_C1" },
+    heads: [{
+      label,
+      classes: s.classes,
+      weights: s.logreg_C1.coef,
+      intercepts: s.logreg_C1.intercept,
+      standardization: null,
+    }],
   };
 }
 

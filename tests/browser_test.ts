@@ -437,7 +437,7 @@ async function runSteps(t: Deno.TestContext, fixtures: Fixtures, browser: Launch
               // How far the logits can move from scikit-learn's, given this row's distance from the probe's.
               const x = probe.get(name)!;
               const shift = Math.max(
-                ...classifier.weights.map((w) =>
+                ...classifier.head.weights.map((w) =>
                   w.reduce((s, v, j) => s + Math.abs(v) * Math.abs(row[j] - x[j]), 0)
                 ),
               );

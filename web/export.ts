@@ -1,13 +1,14 @@
 /**
  * The files the page offers for download, byte for byte what `deno task embed --out embeddings.npy` writes
  * for the same rows (`cli/outputs.ts`): `embeddings.npy` (float32 [N, D], by `cli/npy.ts`), its
- * `.paths.txt` (one name per line) and its `.json` (the model facts and each row's path, SHA-256 and
- * metadata); and, with a classifier, `scores.csv`. In the page a row's path is the file's name.
+ * `.paths.txt` (one name per line) and its `.json` (`cli/npy_sidecar.ts`: the model facts and each row's
+ * path, SHA-256, position and metadata); and, with a classifier, `scores.csv`. In the page a row's path is the file's name.
  *
  * This module is browser compatible.
  * @module
  */
 import { encodeNpyFloat32 } from "../cli/npy.ts";
+import { npySidecar } from "../cli/npy_sidecar.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 /** `derm-webgpu VERSION`, as the command line writes it into every output. */
@@ -55,22 +56,14 @@ export interface NpyFiles {
  * @returns The three files' contents.
  */
 export function npyFiles(rows: readonly ExportRow[], info: ExportInfo): NpyFiles {
-  const facts = {
-    model: info.model,
-    architecture: info.architecture,
-    preset: info.preset,
-    input_size: info.size,
-    embedding_size: info.embeddingSize,
-    engine: ENGINE,
-  };
-  const side = {
-    ...facts,
-    rows: rows.map((r) => ({ path: r.path, hash: r.hash, metadata: r.metadata ?? {} })),
-  };
   return {
     npy: encodeNpyFloat32(rows.map((r) => r.embedding), info.embeddingSize),
     pathsTxt: rows.map((r) => r.path + "\n").join(""),
-    json: JSON.stringify(side) + "\n",
+    json: npySidecar(
+      { ...info, engine: ENGINE },
+      [],
+      rows.map((r, position) => ({ path: r.path, hash: r.hash, position, metadata: r.metadata ?? {} })),
+    ),
   };
 }
 

@@ -20,7 +20,7 @@ Deno.test("npyFiles() writes byte for byte the .npy, .paths.txt and .json of den
   const files = npyFiles(rows, info);
   assert.equal(ENGINE, CLI_ENGINE);
   await withTempDir(async (dir) => {
-    await writeOutput(`${dir}/e.npy`, rows.map((r) => ({ ...r, metadata: {} })), {
+    await writeOutput(`${dir}/e.npy`, rows.map((r, position) => ({ ...r, position, metadata: {} })), {
       ...info,
       engine: CLI_ENGINE,
     });

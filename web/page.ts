@@ -435,7 +435,9 @@ function checkClassifier(): void {
     ? classifierMismatches(classifier, { model: weightsName, ...embedder.facts })
     : [];
   status.textContent =
-    `${classifierName}: ${classifier.classes.length} classes (${classifier.classes.join(", ")})` +
+    `${classifierName}, head ${classifier.head.label}: ${classifier.classes.length} classes (${
+      classifier.classes.join(", ")
+    })` +
     (mismatch.length ? `. Trained on another model: ${mismatch.join("; ")}` : "");
   status.dataset.mismatch = String(mismatch.length);
 }
@@ -464,7 +466,8 @@ function setClassifier(c: Classifier, name: string): void {
 
 async function loadClassifier(text: Promise<string>, name: string): Promise<void> {
   try {
-    setClassifier(parseClassifier(await text, name), name);
+    const head = new URLSearchParams(location.search).get("head") ?? undefined;
+    setClassifier(parseClassifier(await text, name, head), name);
   } catch (e) {
     showMessage(e);
   }

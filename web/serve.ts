@@ -99,7 +99,7 @@ Serves the demo page (embeddings in your browser, on your GPU, with WebGPU) and 
   --port N        port (default 8000)
   --host ADDRESS  address to listen on (default 127.0.0.1)
 
-Open http://127.0.0.1:8000/?weights=WEIGHTS[&preset=P][&size=S][&resize=R][&classifier=URL]
+Open http://127.0.0.1:8000/?weights=WEIGHTS[&preset=P][&size=S][&resize=R][&classifier=URL[&head=LABEL]]
   WEIGHTS: a URL of a .safetensors file (downloaded once, then kept in the browser's cache), or
   procedural:ARCH[:SEED] (tiny-bit, tiny-derm, tiny-resnet, r50x1, r101x3, resnet50, ...).`;
 

@@ -1,8 +1,9 @@
 /**
  * Weights in the page: `procedural:NAME[:SEED]`, a URL downloaded once with progress and kept in the Cache
  * API (so a reload does not download 1.5 GB again), or a file the person chose. The format is decided by the
- * file name in one place, {@linkcode weightsFormat}, and opened in one place, {@linkcode openWeightsFile}:
- * adding a format (PyTorch `.pth` once `weights/pytorch*.ts` lands) is one entry in each.
+ * file name in one place, {@linkcode weightsFormat} (the command line's rule, `isPytorchPath`), and opened
+ * in one place, {@linkcode openWeightsFile}: safetensors streamed, PyTorch checkpoints (`.pth`, `.pt`,
+ * `.ckpt`, `.bin`, `.pth.tar`: the Gröger et al. models) read from a Blob by random access.
  *
  * A download is written to the cache first (counting bytes for the progress bar) and then streamed from
  * it to the GPU, one tensor at a time, so the model is never in memory whole. When the cache is missing
@@ -14,7 +15,9 @@
  */
 import { WeightsError } from "../engine/errors.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
+import { blobReader, checkpointSource, openPytorch } from "../weights/pytorch.ts";
 import { safetensorsFromStream } from "../weights/safetensors.ts";
+import { isPytorchPath } from "../models/registry.ts";
 import type { WeightsOrigin, WeightsSpec } from "./protocol.ts";
 
 /** The Cache API cache holding downloaded weights (bump the suffix if the stored form changes). */
@@ -27,15 +30,16 @@ const SIZE_HEADER = "x-derm-webgpu-bytes";
 export type WeightsFormat = "safetensors" | "pytorch";
 
 /**
- * The format of a weights file, from its name (a URL's path or a chosen file's name): `.pth`, `.pt` and
- * `.bin` are PyTorch checkpoints; everything else is read as safetensors (whose header check fails clearly).
+ * The format of a weights file, from its name (a URL's path or a chosen file's name): the names of
+ * `PYTORCH_EXTENSIONS` are PyTorch checkpoints; everything else is read as safetensors (whose header check
+ * fails clearly).
  *
  * @param name File name or URL.
  * @returns The format.
  */
 export function weightsFormat(name: string): WeightsFormat {
   const path = /^[a-z][a-z0-9+.-]*:/i.test(name) ? safePathname(name) : name;
-  return /\.(pth|pt|bin)$/i.test(path) ? "pytorch" : "safetensors";
+  return isPytorchPath(path) ? "pytorch" : "safetensors";
 }
 
 function safePathname(url: string): string {
@@ -74,12 +78,8 @@ export async function openWeightsFile(
     case "safetensors":
       return await safetensorsFromStream(file.stream(), file.name, file.size);
     case "pytorch":
-      throw new WeightsError(
-        file.name,
-        "",
-        `Cannot read "${file.name}": expected a .safetensors file, got a PyTorch checkpoint, which this ` +
-          "page does not read yet (convert it with `deno task convert`)",
-      );
+      // The zip's central directory is at its end: a checkpoint needs random access, not a stream.
+      return await checkpointSource(await openPytorch(blobReader(await file.blob()), file.name));
   }
 }
 

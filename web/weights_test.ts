@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { WeightsError } from "../engine/errors.ts";
+import { openWeights } from "../models/registry.ts";
+import { regenerateFixtureCheckpoint } from "../tests/_fixtures.ts";
+import { readTestdata } from "../tests/_testdata.ts";
 import { encodeSafetensors } from "../weights/safetensors_write.ts";
 import {
   downloadWeights,
@@ -147,22 +150,52 @@ Deno.test("openPageWeights() opens procedural names, chosen files and URLs", asy
   });
 });
 
-Deno.test("weightsFormat() reads the format from the name; openWeightsFile() refuses what it cannot read", async () => {
+Deno.test("weightsFormat() reads the format from the name; openWeightsFile() reads checkpoints from a Blob", async () => {
   assert.equal(weightsFormat("derm.safetensors"), "safetensors");
   assert.equal(weightsFormat("https://h/x/ckpt.pth?download=1"), "pytorch");
   assert.equal(weightsFormat("teacher.PT"), "pytorch");
+  assert.equal(weightsFormat("run/checkpoint.pth.tar"), "pytorch");
   assert.equal(weightsFormat("weights"), "safetensors");
-  const pth = {
-    name: "dino.pth",
-    stream: () => new Blob([]).stream(),
-    blob: () => Promise.resolve(new Blob([])),
-  };
-  await assert.rejects(() => openWeightsFile(pth), (e: Error) => {
-    assert.ok(e instanceof WeightsError);
-    assert.match(
-      e.message,
-      /^Cannot read "dino.pth": expected a .safetensors file, got a PyTorch checkpoint/,
-    );
-    return true;
-  });
+  // A zip checkpoint (DINO's layout) and a legacy one (a torchvision state dict): the page's Blob reader
+  // gives the tensors the command line's byte reader gives.
+  const checkpoints: [string, Uint8Array<ArrayBuffer>][] = [
+    ["tiny-vit-64.pth", readTestdata("groeger/tiny-vit-64.pth")],
+    ["tiny-resnet-64.pth", regenerateFixtureCheckpoint("groeger/tiny-resnet-64.pth")],
+  ];
+  for (const [name, bytes] of checkpoints) {
+    const blob = new Blob([bytes]);
+    const page = await openWeightsFile({
+      name,
+      size: blob.size,
+      stream: () => blob.stream(),
+      blob: () => Promise.resolve(blob),
+    });
+    const cli = await openWeights(bytes);
+    assert.deepEqual([...page.tensors.keys()], [...cli.tensors.keys()], name);
+    assert.deepEqual(page.metadata, cli.metadata, name);
+    const want = new Map<string, Uint8Array>();
+    for await (const t of cli.stream()) want.set(t.entry.name, t.bytes.slice());
+    let n = 0;
+    for await (const t of page.stream()) {
+      assert.deepEqual(t.bytes.slice(), want.get(t.entry.name), `${name}: ${t.entry.name}`);
+      n++;
+    }
+    assert.equal(n, want.size);
+    await page.close();
+    await cli.close();
+  }
+  const truncated = new Blob([readTestdata("groeger/tiny-vit-64.pth").subarray(0, 4000)]);
+  await assert.rejects(
+    () =>
+      openWeightsFile({
+        name: "dino.pth",
+        stream: () => truncated.stream(),
+        blob: () => Promise.resolve(truncated),
+      }),
+    (e: Error) => {
+      assert.ok(e instanceof WeightsError, String(e));
+      assert.match(e.message, /dino\.pth/);
+      return true;
+    },
+  );
 });

@@ -46,7 +46,7 @@ import { bytesReader, openZip, type RandomAccessReader, type ZipArchive, type Zi
 export { InvalidTensor, StorageRef, TensorRef } from "./pytorch_tensors.ts";
 export { type CheckpointLayout, type CheckpointStateDict, checkpointStateDict } from "./pytorch_layout.ts";
 import { checkpointStateDict } from "./pytorch_layout.ts";
-export { bytesReader, type RandomAccessReader } from "./zip.ts";
+export { blobReader, bytesReader, type RandomAccessReader } from "./zip.ts";
 
 /** The legacy format's first pickle. */
 export const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;

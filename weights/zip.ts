@@ -55,6 +55,28 @@ export function bytesReader(bytes: Uint8Array): RandomAccessReader {
   };
 }
 
+/**
+ * A {@linkcode RandomAccessReader} over a `Blob` (a browser `File`, a cached response's body): each read
+ * slices the blob, so a checkpoint the person chose is never in memory whole.
+ *
+ * @param blob The file.
+ * @returns The reader.
+ *
+ * @example
+ * ```ts
+ * const checkpoint = await openPytorch(blobReader(input.files[0]), input.files[0].name);
+ * ```
+ */
+export function blobReader(blob: Blob): RandomAccessReader {
+  return {
+    size: blob.size,
+    async read(begin: number, end: number) {
+      const slice = blob.slice(Math.max(0, begin), Math.min(blob.size, end));
+      return new Uint8Array(await slice.arrayBuffer());
+    },
+  };
+}
+
 /** One member of the archive, as its central directory describes it. */
 export interface ZipEntry {
   /** Name (path inside the archive). */
