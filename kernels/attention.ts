@@ -4,12 +4,12 @@
  * back.
  *
  * ```
- * out[n,t,h*hd:(h+1)*hd] = softmax_j(q[n,t,h] . k[n,j,h] / sqrt(hd)) @ v[n,:,h]   (max subtracted)
+ * y[n,t,h*hd:(h+1)*hd] = softmax_j(q[n,t,h] . k[n,j,h] / sqrt(hd)) @ v[n,:,h]   (max subtracted)
  * qkv: f32 [N,T,3D] (the qkv linear's output: q = columns [0,D), k = [D,2D), v = [2D,3D); head h =
- *   columns h*hd..(h+1)*hd of each) · out: f32 [N,T,D], heads concatenated; D = heads * hd, hd % 4 == 0
- * bindings: 0 qkv r · 1 out rw · 2 uniforms {n,t,d,heads,qblocks,units: u32; scale_log2e: f32; _pad0: u32}
+ *   columns h*hd..(h+1)*hd of each) · y: f32 [N,T,D], heads concatenated; D = heads * hd, hd % 4 == 0
+ * bindings: 0 qkv r · 1 y rw · 2 uniforms {n,t,d,heads,qblocks,units: u32; scale_log2e: f32; _pad0: u32}
  * overrides: WG (workgroup size) · dispatch: ceil(N*heads*ceil(T/BQ) / WG) workgroups, folded over x,y
- * numerics: f32; online softmax in base 2 (q scaled by log2(e)/sqrt(hd) once), out = acc / l
+ * numerics: f32; online softmax in base 2 (q scaled by log2(e)/sqrt(hd) once), y = acc / l
  * ```
  *
  * Variants, one shader per head dimension in {@linkcode ATTENTION_HEAD_DIMS} (16, 32, 64):
@@ -60,7 +60,7 @@ export const ATTENTION_STREAMING_WORKGROUP_SIZE = 64;
 
 const bindings = [
   { name: "qkv", type: "read-only-storage" },
-  { name: "out", type: "storage" },
+  { name: "y", type: "storage" },
 ] as const;
 
 /** Per variant name: its head dimension and queries per invocation. */

@@ -56,10 +56,10 @@ export function attentionWgsl(name: string, hd: number, bq: number, bk: number):
   const p = (line: string) => L.push(line);
   const sum = (terms: string[]) => terms.join(" + ");
   p(`// ${name}: multi-head self-attention, one fused pass (no [heads, T, T] scores in memory):
-//   out[n,t,h*HD + c] = sum_j softmax_j(q[n,t,h] . k[n,j,h] / sqrt(HD)) * v[n,j,h*HD + c]
+//   y[n,t,h*HD + c] = sum_j softmax_j(q[n,t,h] . k[n,j,h] / sqrt(HD)) * v[n,j,h*HD + c]
 // qkv: f32 [N,T,3D], q = columns [0,D), k = [D,2D), v = [2D,3D), head h = columns h*HD..(h+1)*HD of each;
-//   D = heads * HD, HD = ${hd} · out: f32 [N,T,D], heads concatenated
-// bindings: 0 qkv r · 1 out rw · 2 uniforms {n,t,d,heads,qblocks,units: u32; scale_log2e: f32; _pad0: u32}
+//   D = heads * HD, HD = ${hd} · y: f32 [N,T,D], heads concatenated
+// bindings: 0 qkv r · 1 y rw · 2 uniforms {n,t,d,heads,qblocks,units: u32; scale_log2e: f32; _pad0: u32}
 // overrides: WG (workgroup size) · tile: BQ = ${bq} queries of one (n, head) per invocation, keys streamed
 //   in blocks of BK = ${bk}; unrolled by the generator in attention.wgsl.ts
 // dispatch (qblocks = ceil(T / BQ)): units = N * heads * qblocks invocations, ceil(units / WG) workgroups
@@ -67,7 +67,7 @@ export function attentionWgsl(name: string, hd: number, bq: number, bk: number):
 //   so neighbouring lanes read the same keys and values
 // numerics: f32; q is scaled by scale * log2(e) once, scores are exp2'd against the running maximum (online
 //   softmax: per block, m' = max(m, block max), acc and l rescaled by exp2(m - m')); masked keys (the tail
-//   of the last block) score -3e38, never inf; out = acc / l
+//   of the last block) score -3e38, never inf; y = acc / l
 struct Uniforms {
   n: u32, t: u32, d: u32, heads: u32,
   qblocks: u32, units: u32, scale_log2e: f32, _pad0: u32,
@@ -78,7 +78,7 @@ override WG: u32 = 64u;
 const NEG: f32 = -3.0e38;
 
 @group(0) @binding(0) var<storage, read> qkv: array<vec4f>;
-@group(0) @binding(1) var<storage, read_write> out: array<vec4f>;
+@group(0) @binding(1) var<storage, read_write> y: array<vec4f>;
 @group(0) @binding(2) var<uniform> u: Uniforms;
 
 @compute @workgroup_size(WG)
@@ -137,7 +137,7 @@ fn main(
     p(`  if (t${i} < u.t) {
     let oo = (first + t${i}) * d4 + hb;
     let inv${i} = vec4f(l${i});`);
-    for (const c of C) p(`    out[oo + ${c}u] = acc${i}_${c} / inv${i};`);
+    for (const c of C) p(`    y[oo + ${c}u] = acc${i}_${c} / inv${i};`);
     p(`  }`);
   }
   p(`}`);
