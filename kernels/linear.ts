@@ -4,15 +4,18 @@
  * allocates, submits or reads back.
  *
  * ```
- * linear: y[r,o] = act(sum_i x[r,i] * w[i,o] + b[o]) (+ y[r,o] if accumulate), act = identity or GELU (erf),
+ * linear: y[r,o] = act(sum_i x[r,i] * w[i,o] + b[o]) (+ res[r,o] if accumulate), act = identity or GELU (erf),
  *   GELU and accumulate not both
  * x: f32 [M,Din] (M = N*T: the rows of [N,T,Din]) · w: f32 [Din,Dout] (Dout contiguous: torch's [out,in]
- *   transposed once at load) · b: f32 [Dout] · y: f32 [M,Dout]
- * bindings: 0 x r · 1 w r · 2 b r (read only when bias) · 3 y rw · 4 uniforms {m,din,dout,units,col_tiles,
- *   bias,gelu,accumulate: u32}
+ *   transposed once at load) · b: f32 [Dout] · res: f32 [M,Dout] (the residual stream) · y: f32 [M,Dout]
+ * bindings: 0 x r · 1 w r · 2 b r (read only when bias) · 3 res r (read only when accumulate) · 4 y rw ·
+ *   5 uniforms {m,din,dout,units,col_tiles,bias,gelu,accumulate: u32}
  * overrides: WG (workgroup size), CK (Din chunk summed apart) · dispatch folded over x,y (foldWorkgroups):
  *   ceil(units / WG), a unit being one output (linear_direct) or one register tile (linear_tiled)
- * numerics: f32 fma, partial sums per CK terms added to the total; epilogue + b, then + y or GELU
+ * numerics: f32 fma, partial sums per CK terms added to the total; epilogue + b, then + res or GELU
+ *
+ * The residual add writes a new tensor rather than updating the stream in place, so that every block's
+ * output stays a tensor of its own (a checkpoint the parity tests read); liveness frees the one before.
  * ```
  *
  * Variants (all but the baseline need Din % 4 == 0 and Dout % 4 == 0; rows M need not be a multiple of the
@@ -40,7 +43,7 @@ import {
   packUniforms,
   type Shape,
 } from "../engine/kernel.ts";
-import { expectInputs, flagAttr, type GraphNode, numberAttr, stringAttr } from "../engine/graph.ts";
+import { type GraphNode, numberAttr, stringAttr } from "../engine/graph.ts";
 import type { LoweringContext, OpLowering } from "../engine/lowering.ts";
 import { checkedWeight, leadingRows, nodeError } from "./_lowering.ts";
 import {
@@ -69,8 +72,8 @@ export interface LinearShape {
   /** Activation after the bias. */
   readonly activation: LinearActivation;
   /**
-   * When true, y = x w + b + y: y holds the residual on entry (the fused residual add). Not combined with
-   * GELU: the tiled kernels apply the GELU to their stored tile, which would then hold the residual too.
+   * When true, y = x w + b + res (the fused residual add). Not combined with GELU: the tiled kernels apply
+   * the GELU to their stored tile, which would then hold the residual too.
    */
   readonly accumulate: boolean;
 }
@@ -94,6 +97,7 @@ const bindings = [
   { name: "x", type: "read-only-storage" },
   { name: "w", type: "read-only-storage" },
   { name: "b", type: "read-only-storage" },
+  { name: "res", type: "read-only-storage" },
   { name: "y", type: "storage" },
 ] as const;
 
@@ -214,8 +218,12 @@ export function linearLaunch(
   };
 }
 
-/** Reads a node's linear attributes and checks them against its input shape. */
-function nodeShape(node: GraphNode, input: Shape): LinearShape {
+/** Reads a node's linear attributes and checks them against its input shapes (x, and the residual). */
+function nodeShape(node: GraphNode, inputs: readonly Shape[]): LinearShape {
+  if (inputs.length !== 1 && inputs.length !== 2) {
+    throw nodeError(node, `expected 1 input (x) or 2 (x, residual), got ${inputs.length}`);
+  }
+  const input = inputs[0];
   if (input.length < 2) throw nodeError(node, `expected an input of rank >= 2, got [${input}]`);
   const dout = numberAttr(node, "outFeatures");
   if (!Number.isInteger(dout) || dout < 1) {
@@ -225,19 +233,19 @@ function nodeShape(node: GraphNode, input: Shape): LinearShape {
   if (activation !== "none" && activation !== "gelu") {
     throw nodeError(node, `expected attribute "activation" to be "none" or "gelu", got "${activation}"`);
   }
-  const accumulate = flagAttr(node, "accumulate");
-  if (accumulate !== node.inPlace) {
-    throw nodeError(
-      node,
-      `expected attribute "accumulate" (${accumulate}) to match inPlace (${node.inPlace}): the residual ` +
-        `add updates its output in place`,
-    );
+  if (node.inPlace) {
+    throw nodeError(node, "expected a new output tensor, got inPlace (the residual is a second input)");
   }
-  if (accumulate && activation === "gelu") {
-    throw nodeError(node, `expected "activation" "gelu" or "accumulate", got both`);
-  }
-  if (accumulate && node.inputs[0] === node.output) {
-    throw nodeError(node, `expected the residual "${node.output}" to differ from the input`);
+  const accumulate = inputs.length === 2;
+  if (accumulate) {
+    const want = [...input.slice(0, -1), dout];
+    if (inputs[1].length !== want.length || inputs[1].some((v, i) => v !== want[i])) {
+      throw nodeError(
+        node,
+        `expected the residual "${node.inputs[1]}" of shape [${want}], got [${inputs[1]}]`,
+      );
+    }
+    if (activation === "gelu") throw nodeError(node, `expected "activation" "gelu" or a residual, got both`);
   }
   return {
     rows: leadingRows(input),
@@ -252,17 +260,16 @@ function nodeShape(node: GraphNode, input: Shape): LinearShape {
 /**
  * The lowering entry of op `linear`.
  *
- * Contract: inputs `[x]`, f32 [..., Din] (a token tensor [N, T, Din]); output [..., outFeatures]. Weights
- * by role: `weight` f32 [Din, Dout] row-major (Dout contiguous: torch's [out, in] transposed), `bias`
- * f32 [Dout] (optional). Attributes: `outFeatures` (Dout, required), `activation` "none" (default) or
- * "gelu" (exact, erf), `accumulate` (default false; when true the node must be `inPlace` and adds into its
- * output, the residual stream; not with "gelu"). FLOPs: 2 * M * Din * Dout.
+ * Contract: inputs `[x]` or `[x, residual]`, x f32 [..., Din] (a token tensor [N, T, Din]), the residual
+ * f32 [..., Dout] added after the bias; output a new tensor [..., outFeatures]. Weights by role: `weight`
+ * f32 [Din, Dout] row-major (Dout contiguous: torch's [out, in] transposed), `bias` f32 [Dout] (optional).
+ * Attributes: `outFeatures` (Dout, required), `activation` "none" (default) or "gelu" (exact, erf; not
+ * with a residual). FLOPs: 2 * M * Din * Dout.
  */
 export const linearLowering: OpLowering = {
   op: "linear",
   outputShape(node, inputs) {
-    expectInputs(node, inputs, 1);
-    const s = nodeShape(node, inputs[0]);
+    const s = nodeShape(node, inputs);
     return [...inputs[0].slice(0, -1), s.dout];
   },
   flops(node, shape) {
@@ -271,11 +278,19 @@ export const linearLowering: OpLowering = {
   },
   lower(ctx: LoweringContext) {
     const node = ctx.node;
-    const s = { ...nodeShape(node, ctx.shape(node.inputs[0])), bias: ctx.hasWeight("bias") };
+    const s = { ...nodeShape(node, node.inputs.map((t) => ctx.shape(t))), bias: ctx.hasWeight("bias") };
     const weight = checkedWeight(ctx, "weight", s.din * s.dout, `[${s.din}, ${s.dout}]`);
     // Without a bias the kernel never reads binding 2; the weight stands in so the layout validates.
     const bias = s.bias ? checkedWeight(ctx, "bias", s.dout, `[${s.dout}]`) : weight;
     const spec = ctx.choose(linearVariants, (v) => linearFits(v, s));
-    ctx.step(spec, linearLaunch(spec, s, ctx.device.limits), [node.inputs[0], weight, bias, node.output]);
+    // Without a residual the kernel never reads binding 3; x stands in.
+    const residual = node.inputs[1] ?? node.inputs[0];
+    ctx.step(spec, linearLaunch(spec, s, ctx.device.limits), [
+      node.inputs[0],
+      weight,
+      bias,
+      residual,
+      node.output,
+    ]);
   },
 };

@@ -18,17 +18,18 @@ const bindingsWgsl = (vec: "f32" | "vec4f") => /* wgsl */ `
 @group(0) @binding(0) var<storage, read> x: array<${vec}>;
 @group(0) @binding(1) var<storage, read> w: array<${vec}>;
 @group(0) @binding(2) var<storage, read> b: array<${vec}>;
-@group(0) @binding(3) var<storage, read_write> y: array<${vec}>;
-@group(0) @binding(4) var<uniform> u: Uniforms;
+@group(0) @binding(3) var<storage, read> res: array<${vec}>;
+@group(0) @binding(4) var<storage, read_write> y: array<${vec}>;
+@group(0) @binding(5) var<uniform> u: Uniforms;
 `;
 
 /** One output per invocation: the baseline every faster variant is checked against; any Din and Dout. */
 export const linearDirectWgsl: string = /* wgsl */ `
-// linear_direct: y[r,o] = act(sum_i x[r,i] * w[i,o] + b[o]) (+ y[r,o] if accumulate), act = identity or GELU
+// linear_direct: y[r,o] = act(sum_i x[r,i] * w[i,o] + b[o]) (+ res[r,o] if accumulate), act = identity or GELU
 //   (GELU and accumulate are not combined)
-// x: f32 [M,Din] (M = N*T rows) · w: f32 [Din,Dout] (Dout contiguous) · b: f32 [Dout] · y: f32 [M,Dout]
-// bindings: 0 x r · 1 w r · 2 b r (read only when bias != 0) · 3 y rw · 4 uniforms {m,din,dout,units,
-//   col_tiles,bias,gelu,accumulate: u32}
+// x: f32 [M,Din] (M = N*T rows) · w: f32 [Din,Dout] (Dout contiguous) · b: f32 [Dout] · res: f32 [M,Dout] · y: f32 [M,Dout]
+// bindings: 0 x r · 1 w r · 2 b r (read only when bias != 0) · 3 res r (read only when accumulate) ·
+//   4 y rw · 5 uniforms {m,din,dout,units,col_tiles,bias,gelu,accumulate: u32}
 // overrides: WG (workgroup size), CK (Din chunk summed apart) · dispatch: ceil(M*Dout / WG) workgroups folded
 //   over x,y; linear id = (wid.y * nwg.x + wid.x) * WG + lid, one output per invocation, tail guarded
 // numerics: f32 fma; each chunk of CK terms is summed into a partial that is then added to the total; GELU
@@ -59,7 +60,7 @@ fn main(
   }
   if (u.bias != 0u) { total += b[o]; }
   if (u.gelu != 0u) { total = gelu_erf(total); }
-  if (u.accumulate != 0u) { total += y[idx]; }
+  if (u.accumulate != 0u) { total += res[idx]; }
   y[idx] = total;
 }
 `;
@@ -93,12 +94,12 @@ export function linearTiledWgsl(name: string, tm: number, tn4: number): string {
   const comp = ["x", "y", "z", "w"];
   const L: string[] = [];
   const p = (line: string) => L.push(line);
-  p(`// ${name}: y[r,o] = act(sum_i x[r,i] * w[i,o] + b[o]) (+ y[r,o] if accumulate), act = identity or GELU
+  p(`// ${name}: y[r,o] = act(sum_i x[r,i] * w[i,o] + b[o]) (+ res[r,o] if accumulate), act = identity or GELU
 //   (GELU and accumulate are not combined)
 // x: f32 [M,Din] (M = N*T rows), Din % 4 == 0 · w: f32 [Din,Dout] (Dout contiguous), Dout % 4 == 0 ·
-//   b: f32 [Dout] · y: f32 [M,Dout]
-// bindings: 0 x r · 1 w r · 2 b r (read only when bias != 0) · 3 y rw · 4 uniforms {m,din,dout,units,
-//   col_tiles,bias,gelu,accumulate: u32}
+//   b: f32 [Dout] · res: f32 [M,Dout] · y: f32 [M,Dout]
+// bindings: 0 x r · 1 w r · 2 b r (read only when bias != 0) · 3 res r (read only when accumulate) ·
+//   4 y rw · 5 uniforms {m,din,dout,units,col_tiles,bias,gelu,accumulate: u32}
 // overrides: WG (workgroup size), CK (Din chunk summed apart) · register tile: TM = ${tm} rows x ${
     4 * tn4
   } features
@@ -110,7 +111,7 @@ export function linearTiledWgsl(name: string, tm: number, tn4: number): string {
 //   unit % col_tiles, rows (unit / col_tiles) * TM + j: neighbouring lanes share rows, differ in features
 // loads: x as vec4 along Din, w and b as vec4 along Dout; row and column tails clamped, stores guarded
 // numerics: f32 fma; each chunk of CK terms of Din is summed into a partial that is then added to the total;
-//   epilogue: + b, then + y (accumulate) or GELU exact (erf, see erf.wgsl.ts) over the stored tile
+//   epilogue: + b, then + res (accumulate) or GELU exact (erf, see erf.wgsl.ts) over the stored tile
 ${uniformStruct}
 override WG: u32 = 64u;
 override CK: u32 = 64u;
@@ -161,7 +162,7 @@ fn main(
       p(`    if (co4 + ${t}u < dout4) {
       let yo = m${j} * dout4 + co4 + ${t}u;
       var r = tot${j}_${t} + b${t};
-      if (u.accumulate != 0u) { r += y[yo]; }
+      if (u.accumulate != 0u) { r += res[yo]; }
       y[yo] = r;
     }`);
     }

@@ -125,18 +125,19 @@ Deno.test("linearLaunch() folds big dispatches within the per-dimension limit", 
   });
 });
 
-Deno.test("linearLowering gives [..., outFeatures], counts FLOPs and checks accumulate against inPlace", () => {
+Deno.test("linearLowering gives [..., outFeatures], counts FLOPs and takes a residual as a second input", () => {
   const node = testNode("linear", { inputs: ["x"], attrs: { outFeatures: 144 } });
   assert.deepEqual(linearLowering.outputShape(node, [[3, 17, 48]]), [3, 17, 144]);
   assert.equal(linearLowering.flops(node, () => [3, 17, 48]), 2 * 51 * 48 * 144);
+  const withResidual = { ...node, inputs: ["x", "stream"] };
+  assert.deepEqual(linearLowering.outputShape(withResidual, [[3, 17, 48], [3, 17, 144]]), [3, 17, 144]);
   assert.throws(
-    () =>
-      linearLowering.outputShape({ ...node, attrs: { outFeatures: 144, accumulate: true } }, [[3, 17, 48]]),
-    { name: "TypeError", message: /"accumulate" \(true\) to match inPlace \(false\)/ },
+    () => linearLowering.outputShape(withResidual, [[3, 17, 48], [3, 17, 48]]),
+    { name: "TypeError", message: /expected the residual "stream" of shape \[3,17,144\], got \[3,17,48\]/ },
   );
   assert.throws(
     () => linearLowering.outputShape({ ...node, inPlace: true }, [[3, 17, 48]]),
-    /to match inPlace/,
+    /expected a new output tensor, got inPlace/,
   );
   assert.throws(() => linearLowering.outputShape({ ...node, attrs: {} }, [[3, 17, 48]]), /outFeatures/);
   assert.throws(
@@ -144,27 +145,28 @@ Deno.test("linearLowering gives [..., outFeatures], counts FLOPs and checks accu
     /"activation" to be "none" or "gelu"/,
   );
   assert.throws(() => linearLowering.outputShape(node, [[48]]), /rank >= 2/);
-  const both = {
-    ...node,
-    inPlace: true,
-    output: "stream",
-    attrs: { outFeatures: 144, activation: "gelu", accumulate: true },
-  };
-  assert.throws(() => linearLowering.outputShape(both, [[3, 17, 48]]), /"gelu" or "accumulate", got both/);
-  assert.throws(() => linearLowering.outputShape(node, [[1, 48], [1, 48]]), /expected 1 inputs/);
+  const both = { ...withResidual, attrs: { outFeatures: 144, activation: "gelu" } };
+  assert.throws(
+    () => linearLowering.outputShape(both, [[3, 17, 48], [3, 17, 144]]),
+    /"gelu" or a residual, got both/,
+  );
+  assert.throws(
+    () => linearLowering.outputShape(node, [[1, 48], [1, 144], [1, 144]]),
+    /expected 1 input \(x\) or 2 \(x, residual\), got 3/,
+  );
 });
 
-Deno.test("linearLowering.lower() records one linear_big_tile step bound to x, weight, bias and y", () => {
+Deno.test("linearLowering.lower() records one linear_big_tile step bound to x, weight, bias, residual and y", () => {
   const node = testNode("linear", {
     name: "blocks.0.mlp.fc2",
-    inputs: ["h"],
+    inputs: ["h", "mid"],
     output: "stream",
-    inPlace: true,
     weights: { weight: "fc2.w", bias: "fc2.b" },
-    attrs: { outFeatures: 48, accumulate: true },
+    attrs: { outFeatures: 48 },
   });
   const weightBytes = { "fc2.w": 192 * 48 * 4, "fc2.b": 48 * 4 };
-  const { ctx, steps } = recordingContext(node, { shapes: { h: [3, 17, 192] }, weightBytes });
+  const shapes = { h: [3, 17, 192], mid: [3, 17, 48] };
+  const { ctx, steps } = recordingContext(node, { shapes, weightBytes });
   linearLowering.lower(ctx);
   assert.equal(steps.length, 1);
   const [step] = steps;
@@ -173,22 +175,30 @@ Deno.test("linearLowering.lower() records one linear_big_tile step bound to x, w
     "h",
     "fc2.w",
     "fc2.b",
+    "mid",
     "stream",
   ]);
   assert.deepEqual(uniformWords(step.launch).slice(0, 3), [51, 192, 48]);
   assert.deepEqual(uniformWords(step.launch).slice(5), [1, 0, 1]);
 
-  // No bias: the weight stands in at binding 2 and the bias flag is off; Din 6 falls back to linear_direct.
+  // No bias: the weight stands in at binding 2 and the bias flag is off; no residual: x stands in at
+  // binding 3; Din 6 falls back to linear_direct.
   const plain = testNode("linear", { inputs: ["x"], weights: { weight: "w" }, attrs: { outFeatures: 5 } });
   const r = recordingContext(plain, { shapes: { x: [2, 6] }, weightBytes: { w: 6 * 5 * 4 } });
   linearLowering.lower(r.ctx);
   assert.equal(r.steps[0].spec, linearDirect);
-  assert.deepEqual(r.steps[0].bindings.map((b) => typeof b === "string" ? b : b.label), ["x", "w", "w", "y"]);
+  assert.deepEqual(r.steps[0].bindings.map((b) => typeof b === "string" ? b : b.label), [
+    "x",
+    "w",
+    "w",
+    "x",
+    "y",
+  ]);
   assert.equal(uniformWords(r.steps[0].launch)[5], 0);
 
   // A forced variant is honoured where it fits.
   for (const spec of [linearTiled, linearDirect]) {
-    const f = recordingContext(node, { shapes: { h: [3, 17, 192] }, weightBytes, forced: [spec.name] });
+    const f = recordingContext(node, { shapes, weightBytes, forced: [spec.name] });
     linearLowering.lower(f.ctx);
     assert.equal(f.steps[0].spec, spec);
   }
@@ -273,13 +283,15 @@ async function runLinear(
 ): Promise<Float32Array> {
   const launch = linearLaunch(spec, shape, device.limits);
   const [rows, dout] = launch.outShape;
-  const y = data.residual ? new Float32Array(data.residual) : { bytes: rows * dout * 4 };
+  const x = new Float32Array(data.x);
   const w = new Float32Array(data.w);
+  // y starts as NaN: every output must be written, and the residual read from its own binding.
   const [out] = await runKernelOnce(device, spec, launch, [
-    new Float32Array(data.x),
+    x,
     w,
     data.b ? new Float32Array(data.b) : w,
-    y,
+    data.residual ? new Float32Array(data.residual) : x,
+    new Float32Array(rows * dout).fill(NaN),
   ]);
   return new Float32Array(out);
 }

@@ -126,7 +126,7 @@ for (const spec of linearVariants) {
     accumulate: false,
   };
   const x = f32(37 * 96, 1), w = f32(96 * 72, 2, 0.2), b = f32(72, 3);
-  const [out] = await runKernelOnce(device, spec, linearLaunch(spec, check), [x, w, b, {
+  const [out] = await runKernelOnce(device, spec, linearLaunch(spec, check), [x, w, b, x, {
     bytes: 37 * 72 * 4,
   }]);
   const err = relErr(
@@ -145,6 +145,7 @@ for (const spec of linearVariants) {
       f32(M * din, 4),
       f32(din * dout, 5, 0.1),
       f32(dout, 6),
+      f32(M * dout, 7),
       M * dout * 4,
     ]);
     report(label, 2 * M * din * dout, t);

@@ -14,11 +14,13 @@ import {
   type GroegerCase,
   groegerCases,
   groegerImagePath,
+  groegerVitArchitecture,
   readGroegerReference,
 } from "./_fixtures.ts";
 import { relativeMaxError } from "./_compare.ts";
 import { createEmbedder } from "../models/registry.ts";
 import { resnetProceduralSource } from "../models/resnet.ts";
+import { vitProceduralSource } from "../models/vit.ts";
 import { decodeImage } from "../engine/image_decode.ts";
 import { cpuPreprocess } from "../engine/input_stage.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
@@ -34,14 +36,15 @@ export function groegerCaseWeights(c: GroegerCase): TensorSource {
       stemChannels: 64,
     }, c.seed);
   }
-  throw new Error(`No weights for family ${c.family} yet`);
+  return vitProceduralSource(groegerVitArchitecture(c), c.seed);
 }
 
 const CHECKPOINTS: Record<string, string[]> = {
   resnet: ["stem", "layer1", "layer2", "layer3", "layer4"],
+  vit: ["tokens", "block0", "block1", "block2", "final_norm"],
 };
 
-for (const c of groegerCases().filter((x) => x.family === "resnet")) {
+for (const c of groegerCases()) {
   gpuTest(`groeger parity: ${c.name} matches the float64 reference`, async (gpu) => {
     const ref = readGroegerReference(c.name);
     const bound = groegerBound(ref.metadata);
@@ -52,6 +55,7 @@ for (const c of groegerCases().filter((x) => x.family === "resnet")) {
       gpu,
       size: c.size,
       resize: c.resize,
+      vitBlocks: c.vit_blocks,
       maxBatch: 1,
     });
     try {
@@ -90,7 +94,7 @@ for (const c of groegerCases().filter((x) => x.family === "resnet")) {
   }, { slow: c.size >= 224 });
 }
 
-for (const c of groegerCases().filter((x) => x.family === "resnet" && x.store_checkpoint)) {
+for (const c of groegerCases().filter((x) => x.store_checkpoint)) {
   gpuTest(
     `groeger parity: ${c.name}.pth (${c.checkpoint} layout, ${
       c.checkpoint_format ?? "zip"
@@ -105,10 +109,14 @@ for (const c of groegerCases().filter((x) => x.family === "resnet" && x.store_ch
         gpu,
         size: c.size,
         resize: c.resize,
+        vitBlocks: c.vit_blocks,
+        // A DINO checkpoint's args may not state the heads, and D = 48 does not say them (D / 64).
+        vitHeads: c.family === "vit" ? c.heads : undefined,
       });
       try {
         assert.equal(embedder.model.family, c.family);
         assert.equal(embedder.weights.metadata.layout, c.checkpoint);
+        if (c.checkpoint === "dino") assert.equal(embedder.weights.metadata.from, "teacher");
         const [row] = await embedder.embed([{
           bytes: await Deno.readFile(groegerImagePath(c)),
           name: c.image,

@@ -76,28 +76,34 @@ function blockGraph(n: number) {
       weights: { gamma: `${weights}.weight`, beta: `${weights}.bias` },
       attrs: { eps: EPS },
     });
-  const linear = (name: string, input: string, dout: number, attrs: Record<string, string | boolean> = {}) =>
+  // The residual adds take the stream as a second input and write a new tensor.
+  const linear = (
+    name: string,
+    input: string,
+    dout: number,
+    attrs: Record<string, string> = {},
+    residual?: string,
+  ) =>
     b.node("linear", name, {
-      inputs: [input],
+      inputs: residual ? [input, residual] : [input],
       weights: { weight: `${name}.weight`, bias: `${name}.bias` },
       attrs: { outFeatures: dout, ...attrs },
-      ...(attrs.accumulate ? { output: x, inPlace: true } : {}),
     });
   const h1 = norm("norm1", x, "norm1");
   const qkv = linear("qkv", h1, 3 * D);
   const a = b.node("attention", "attn", { inputs: [qkv], attrs: { heads: HEADS } });
-  linear("proj", a, D, { accumulate: true });
-  const h2 = norm("norm2", x, "norm2");
+  const x1 = linear("proj", a, D, {}, x);
+  const h2 = norm("norm2", x1, "norm2");
   const f = linear("fc1", h2, 4 * D, { activation: "gelu" });
-  linear("fc2", f, D, { accumulate: true });
+  const x2 = linear("fc2", f, D, {}, x1);
   b.node("token_gather", "cls.1", {
-    inputs: [x],
+    inputs: [x2],
     output: "cls",
     inPlace: true,
     attrs: { slots: 2, slot: 1 },
   });
   const out = norm("norm", "cls", "norm");
-  b.checkpoint("block", x);
+  b.checkpoint("block", x2);
   return b.build(out);
 }
 
