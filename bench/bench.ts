@@ -52,6 +52,7 @@ Options:
   --no-model        skip the whole model (kernel table only)
   --svg FILE        write the chart there (default $TMPDIR/derm-webgpu-bench/bench.svg)
   --json            print the figures as JSON on stdout instead of tables
+  --json-out FILE   also write the JSON to FILE (with the tables on stdout)
   --help            show this help`;
 
 /** Full float64 references up to this many FLOP per shape; sampled output rows beyond. */
@@ -107,6 +108,7 @@ async function main(args: string[]): Promise<number> {
       "no-model": { type: "boolean", default: false },
       svg: { type: "string" },
       json: { type: "boolean", default: false },
+      "json-out": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -119,7 +121,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   const { quick, tiny } = values;
-  const log = (line: string) => !values.json && console.error(line);
+  const log = (line: string) => console.error(line);
   const forced = list(values.kernels);
   for (const name of forced) {
     if (!KERNELS.has(name)) {
@@ -262,6 +264,7 @@ async function main(args: string[]): Promise<number> {
     await Deno.mkdir(svgPath.replace(/\/[^/]*$/, "") || ".", { recursive: true });
     await Deno.writeTextFile(svgPath, svg);
     result.svg = svgPath;
+    if (values["json-out"]) await Deno.writeTextFile(values["json-out"], JSON.stringify(result, null, 2));
     if (values.json) console.log(JSON.stringify(result, null, 2));
     else if (!values["no-model"]) printModelTables(result);
   } finally {
