@@ -57,6 +57,8 @@ ${MODEL_FLAGS_HELP}
                       "filename" or "image") whose other columns are kept as metadata; relative paths are
                       relative to the list's folder. Repeatable
   --batch N           images per GPU submission (default: the most that fits the device's limits, at most 16)
+  --in-flight N       batches computing at once, each with its own plan (default 2, 1 to 8): batch k + 1 is
+                      uploaded and computed while batch k is read back and written
   --workers N         decode threads (default: CPU cores - 1, at least 1, at most 4; 0 decodes on the
                       main thread)
   --max-pixels N      refuse images whose header says more than N pixels (decompression bombs; default
@@ -97,6 +99,7 @@ interface Options {
   tune?: TuneMode;
   out: string;
   batch?: number;
+  inFlight?: number;
   workers: number;
   maxPixels: number;
   exifOrientation: boolean;
@@ -129,6 +132,7 @@ export async function main(args: string[]): Promise<number> {
         out: { type: "string" },
         list: { type: "string", multiple: true },
         batch: { type: "string" },
+        "in-flight": { type: "string" },
         workers: { type: "string" },
         "max-pixels": { type: "string" },
         "exif-orientation": { type: "boolean", default: false },
@@ -168,10 +172,12 @@ export async function main(args: string[]): Promise<number> {
       ...model,
       out: values.out,
       batch: integerFlag("batch", values.batch, 1),
+      inFlight: integerFlag("in-flight", values["in-flight"], 1, 8),
       workers: integerFlag("workers", values.workers, 0, 64) ?? Math.min(4, Math.max(1, cores - 1)),
       maxPixels: integerFlag("max-pixels", values["max-pixels"], 1) ?? DEFAULT_MAX_PIXELS,
       exifOrientation: values["exif-orientation"],
-      checkpointEvery: integerFlag("checkpoint-every", values["checkpoint-every"], 1) ?? DEFAULT_CHECKPOINT_EVERY,
+      checkpointEvery: integerFlag("checkpoint-every", values["checkpoint-every"], 1) ??
+        DEFAULT_CHECKPOINT_EVERY,
       resume: values.resume,
       shard: values.shard === undefined ? undefined : parseShard(values.shard),
       strict: values.strict,
@@ -230,6 +236,7 @@ async function run(all: InputImage[], o: Options): Promise<number> {
     tuningCache: new FileTuningCache(),
     engineVersion: ENGINE,
     maxBatch: o.batch,
+    inFlight: o.inFlight,
     locateNonFinite: o.verbose,
   });
   const pool = new DecodePool(o.workers);
@@ -305,40 +312,16 @@ async function run(all: InputImage[], o: Options): Promise<number> {
       if (o.strict) stopped = true;
     };
 
-    let next = 0;
-    while (next < inputs.length && !stopped) {
-      // Gather one batch of decoded images (skipping resumed and failed ones).
-      const chunk: { index: number; hash: string; image: DecodedImage }[] = [];
-      while (chunk.length < batch && next < inputs.length && !stopped) {
-        requestMore(next + window);
-        const i = next++;
-        const w0 = performance.now();
-        const reply = await replies.get(i)!;
-        t.waitDecodeMs += performance.now() - w0;
-        replies.delete(i);
-        t.readMs += reply.readMs;
-        t.decodeMs += reply.decodeMs;
-        if (reply.skipped) {
-          resumed++;
-          await timed(out.keep(i));
-          progress.skip(1);
-        } else if (reply.error !== undefined) {
-          await fail(i, reply.hash, reply.error);
-          progress.update(1, 1);
-        } else {
-          const { width, height, rgba, preprocessed } = reply.image!;
-          chunk.push({
-            index: i,
-            hash: reply.hash,
-            image: { width, height, rgba, format: "png", preprocessed },
-          });
-        }
-      }
-      requestMore(next + window);
-      if (stopped || chunk.length === 0) continue;
-      const results = await embedChunk(embedder, chunk.map((c) => c.image));
+    // Up to `inFlight` batches embed at once (the engine gives each its own plan); their rows are written
+    // in input order as each finishes, so readback and writing hide behind the next batch's GPU work.
+    type Chunk = { index: number; hash: string; image: DecodedImage }[];
+    const pending: { chunk: Chunk; results: Promise<(Float32Array | Error)[]> }[] = [];
+    const settleOldest = async () => {
+      const { chunk, results } = pending.shift()!;
+      const rows = await results;
+      if (stopped) return; // --strict stopped on an earlier batch: the output is abandoned
       const finished: { index: number; hash: string; embedding: Float32Array }[] = [];
-      for (const [k, r] of results.entries()) {
+      for (const [k, r] of rows.entries()) {
         const { index, hash } = chunk[k];
         if (r instanceof Error) {
           if (!stopped) await fail(index, hash, r.message);
@@ -348,7 +331,51 @@ async function run(all: InputImage[], o: Options): Promise<number> {
         }
       }
       await timed(out.add(finished));
-      progress.update(chunk.length - results.filter((r) => r instanceof Error).length);
+      progress.update(chunk.length - rows.filter((r) => r instanceof Error).length);
+    };
+
+    let next = 0;
+    try {
+      while (next < inputs.length && !stopped) {
+        // Gather one batch of decoded images (skipping resumed and failed ones).
+        const chunk: Chunk = [];
+        while (chunk.length < batch && next < inputs.length && !stopped) {
+          requestMore(next + window);
+          const i = next++;
+          const w0 = performance.now();
+          const reply = await replies.get(i)!;
+          t.waitDecodeMs += performance.now() - w0;
+          replies.delete(i);
+          t.readMs += reply.readMs;
+          t.decodeMs += reply.decodeMs;
+          if (reply.skipped) {
+            resumed++;
+            await timed(out.keep(i));
+            progress.skip(1);
+          } else if (reply.error !== undefined) {
+            await fail(i, reply.hash, reply.error);
+            progress.update(1, 1);
+          } else {
+            const { width, height, rgba, preprocessed } = reply.image!;
+            chunk.push({
+              index: i,
+              hash: reply.hash,
+              image: { width, height, rgba, format: "png", preprocessed },
+            });
+          }
+        }
+        requestMore(next + window);
+        if (!stopped && chunk.length > 0) {
+          const results = embedChunk(embedder, chunk.map((c) => c.image));
+          results.catch(() => {}); // awaited in order by settleOldest; never an unhandled rejection
+          pending.push({ chunk, results });
+        }
+        while (pending.length >= embedder.inFlight) await settleOldest();
+      }
+      while (pending.length > 0) await settleOldest();
+    } finally {
+      // An error (a lost device) leaves later batches running: let them end before the embedder goes.
+      await Promise.allSettled(pending.map((p) => p.results));
     }
     const f0 = performance.now();
     const written = stopped ? null : await out.finish();

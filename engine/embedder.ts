@@ -255,6 +255,12 @@ export class Embedder {
   }
 
   /** The variants chosen by timing so far (empty when tuning is off), and whether each came from the cache. */
+  /** Batches that may compute at once (each with its own plan): the `inFlight` option. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Kernel variants chosen by tuning (or taken from the cache) for this embedder's shapes. */
   get tunedChoices(): readonly TunedChoice[] {
     return this.#tuned;
   }

@@ -9,13 +9,18 @@
 import type { KernelSpec } from "../engine/kernel.ts";
 import { type LoweringTable, loweringTable } from "../engine/lowering.ts";
 import type { RuntimeKernels } from "../engine/embedder.ts";
+import { attentionLowering, attentionVariants } from "./attention.ts";
 import { conv2dLowering, conv2dVariants } from "./conv2d.ts";
 import { globalMeanPoolLowering, globalMeanPoolSpec } from "./global_mean_pool.ts";
 import { GROUP_NORM_APPLY_SPECS, groupNormLowering } from "./group_norm_apply.ts";
 import { groupNormPartialsSpec, groupNormStatsSpec } from "./group_norm_stats.ts";
+import { layerNormLowering, layerNormSpec } from "./layer_norm.ts";
+import { linearLowering, linearVariants } from "./linear.ts";
 import { maxPoolLowering, maxPoolSpec } from "./max_pool.ts";
 import { nonfiniteCheckLaunch, nonfiniteCheckLowering, nonfiniteCheckSpec } from "./nonfinite_check.ts";
 import { resizeBilinear, resizeBilinearLaunch } from "./resize_bilinear.ts";
+import { tokenGatherLowering, tokenGatherSpec } from "./token_gather.ts";
+import { vitTokensLowering, vitTokensSpec } from "./vit_tokens.ts";
 import { weightStandardizeSpec } from "./weight_standardize.ts";
 
 /** All kernel variants, by `spec.name`. */
@@ -30,6 +35,11 @@ export const KERNELS: ReadonlyMap<string, KernelSpec> = new Map(
     nonfiniteCheckSpec,
     resizeBilinear,
     weightStandardizeSpec,
+    ...linearVariants,
+    ...attentionVariants,
+    layerNormSpec,
+    vitTokensSpec,
+    tokenGatherSpec,
   ].map((spec) => [spec.name, spec]),
 );
 
@@ -56,6 +66,11 @@ export const LOWERINGS: LoweringTable = loweringTable([
   maxPoolLowering,
   globalMeanPoolLowering,
   nonfiniteCheckLowering,
+  linearLowering,
+  layerNormLowering,
+  attentionLowering,
+  vitTokensLowering,
+  tokenGatherLowering,
 ]);
 
 /** What the embedder runtime needs from the kernels. */

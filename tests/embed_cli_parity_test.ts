@@ -25,6 +25,7 @@ import { bitArchitecture } from "../models/bit_arch.ts";
 import { bitProceduralSource } from "../models/bit_names.ts";
 import { embedCli } from "./_embed_cli.ts";
 import { withTempDir } from "./_temp.ts";
+import { testdataPath } from "./_testdata.ts";
 
 /** The `procedural:` argument giving a case's weights, when they are not stored. */
 function proceduralArgument(layers: number[], channels: number[], stem: number, seed: string): string {
@@ -75,16 +76,24 @@ for (const c of fixtureCases()) {
   });
 }
 
-/** The `--weights` of a Gröger et al. case: its procedural model (or, later, its checkpoint). */
+/** The procedural models of the Gröger et al. cases, by ResNet layers or ViT width. */
+const GROEGER_PROCEDURAL: Record<string, string> = {
+  "resnet 3,4,6,3": "resnet50",
+  "resnet 1,1,1,1": "tiny-resnet",
+  "vit 48": "tiny-vit",
+  "vit 192": "vit-t16",
+  "vit 384": "vit-s16",
+};
+
+/** The `--weights` of a Gröger et al. case: its procedural model. */
 function groegerWeightsArgument(c: GroegerCase): string {
-  const name = c.family === "resnet"
-    ? (c.layers!.join() === "3,4,6,3" ? "resnet50" : "tiny-resnet")
-    : undefined;
-  if (!name) throw new Error(`No procedural model for ${c.name}`);
+  const key = c.family === "resnet" ? `resnet ${c.layers!.join()}` : `vit ${c.dim}`;
+  const name = GROEGER_PROCEDURAL[key];
+  if (!name) throw new Error(`No procedural model for ${c.name} (${key})`);
   return `procedural:${name}:${c.seed}`;
 }
 
-for (const c of groegerCases().filter((x) => x.family === "resnet")) {
+for (const c of groegerCases()) {
   Deno.test({
     name: `embed CLI: ${c.name} matches the float64 reference (--preset imagenet --resize ${c.resize})`,
     ignore: c.size >= 224 && SKIP_SLOW,
@@ -98,6 +107,7 @@ for (const c of groegerCases().filter((x) => x.family === "resnet")) {
           "imagenet",
           "--size",
           String(c.size),
+          ...(c.vit_blocks ? ["--vit-blocks", String(c.vit_blocks)] : []),
         ];
         const r = await embedCli([...args, "--resize", String(c.resize), "--out", out, groegerImagePath(c)]);
         assert.equal(r.code, 0, r.stderr);
@@ -137,5 +147,36 @@ Deno.test("embed CLI: rows follow the input order and match embedding each image
         all.data.slice(i * 1024, (i + 1) * 1024),
       );
     }
+  });
+});
+
+Deno.test("embed CLI: a DINO checkpoint embeds its teacher with --vit-heads; without, it says to pass it", async () => {
+  const c = groegerCases().find((x) => x.name === "tiny-vit-64")!;
+  await withTempDir(async (dir) => {
+    const out = `${dir}/e.npy`;
+    const pth = testdataPath(`groeger/${c.name}.pth`);
+    const common = ["--weights", pth, "--size", String(c.size), "--resize", String(c.resize)];
+    const missing = await embedCli([...common, "--out", out, groegerImagePath(c)]);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.stderr, /tiny-vit-64\.pth.*cannot tell the attention heads.*pass --vit-heads/);
+    await assert.rejects(() => Deno.stat(out), Deno.errors.NotFound);
+    const r = await embedCli([
+      ...common,
+      "--vit-heads",
+      String(c.heads),
+      "--vit-blocks",
+      "2",
+      "--out",
+      out,
+      groegerImagePath(c),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const { data } = decodeNpyFloat32(await Deno.readFile(out));
+    const ref = readGroegerReference(c.name);
+    const error = relativeMaxError(data, ref.tensors.get("embedding_f64")!.data);
+    console.log(`${c.name}.pth via CLI: relative error ${error.toExponential(2)}`);
+    assert.ok(error <= groegerBound(ref.metadata), `${error}`);
+    const facts = JSON.parse(await Deno.readTextFile(`${out}.json`));
+    assert.match(facts.architecture, /^ViT dim 48 depth 3 heads 3/);
   });
 });

@@ -213,7 +213,7 @@ Deno.test("embed CLI: a 16-bit PNG embeds as its high bytes; --exif-orientation 
   });
 });
 
-Deno.test("embed CLI: corrupt, truncated and non-image files are reported and skipped; --strict stops", async () => {
+Deno.test("embed CLI: corrupt, truncated and non-image files are reported and skipped, also between batches in flight; --strict stops", async () => {
   await withTempDir(async (dir) => {
     const good = await writeRandomPngs(`${dir}/in`, 3);
     const png = await Deno.readFile(good[0]);
@@ -242,6 +242,27 @@ Deno.test("embed CLI: corrupt, truncated and non-image files are reported and sk
     assert.match(errors[2].reason, /unsupported format/);
     assert.match(errors[4].reason, /Cannot read/);
     for (const e of errors) assert.match(r.stderr, new RegExp(e.path.split("/").pop().replace(".", "\\.")));
+
+    // Three one-image batches in flight, failures landing between them: the same files, byte for byte.
+    const piped = `${dir}/p.jsonl`;
+    const p = await embedCli([
+      ...MODEL,
+      "--quiet",
+      "--batch",
+      "1",
+      "--in-flight",
+      "3",
+      "--out",
+      piped,
+      `${dir}/in`,
+      `${dir}/in/missing.png`,
+    ]);
+    assert.equal(p.code, 1, p.stderr);
+    assert.equal(await Deno.readTextFile(piped), await Deno.readTextFile(out));
+    assert.equal(
+      await Deno.readTextFile(`${piped}.errors.jsonl`),
+      await Deno.readTextFile(`${out}.errors.jsonl`),
+    );
 
     const strictOut = `${dir}/s.jsonl`;
     const s = await embedCli([...MODEL, "--strict", "--batch", "2", "--out", strictOut, `${dir}/in`]);
