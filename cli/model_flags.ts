@@ -105,7 +105,9 @@ export interface ModelFlags {
  * @throws {RangeError} Saying which flag is wrong and what it expects.
  */
 export function modelFlags(values: ModelFlagValues): ModelFlags {
-  if (!values.weights === !values.model) throw new RangeError("exactly one of --weights and --model is required");
+  if (!values.weights === !values.model) {
+    throw new RangeError("exactly one of --weights and --model is required");
+  }
   if (values.preset !== undefined && !PRESET_NAMES.includes(values.preset)) {
     throw new RangeError(`--preset must be one of ${PRESET_NAMES.join(", ")}, got "${values.preset}"`);
   }

@@ -70,7 +70,9 @@ export async function main(args: string[]): Promise<number> {
     const started = performance.now();
     const server = await startServer({
       load: async () => {
-        const weights = await openWeightsArgument(o.model.model ? await resolveModel(o.model.model) : o.model.weights);
+        const weights = await openWeightsArgument(
+          o.model.model ? await resolveModel(o.model.model) : o.model.weights,
+        );
         return await createEmbedder(weights, {
           preset: o.model.preset,
           size: o.model.size,
@@ -82,6 +84,7 @@ export async function main(args: string[]): Promise<number> {
           tuningCache: new FileTuningCache(),
           engineVersion: ENGINE,
           maxBatch: o.maxBatch,
+          inFlight: o.inFlight,
           locateNonFinite: o.verbose,
         });
       },
@@ -125,7 +128,7 @@ export async function main(args: string[]): Promise<number> {
       );
     }
     const signal = await stop.promise;
-    info(`${signal}: no new connections; finishing ${server.stats().inFlight} request(s) in flight`);
+    info(`${signal}: no new requests; finishing ${server.stats().inFlight} request(s) in flight`);
     await server.shutdown();
     const s = server.stats();
     info(

@@ -21,7 +21,7 @@ too many pixels, an object that cannot be read, a non-finite embedding) gets its
 answered. With --classifier each embedding also has "scores": {"<class>": probability} (the first head;
 a classifier of several heads adds "scores_by_head": {"<label>": {"<class>": probability}}).
 Instances of concurrent requests share GPU batches. The health route answers 503 while the model loads,
-200 once it is ready. SIGTERM or SIGINT: stop accepting, finish the requests in flight, exit 0.
+200 once it is ready. SIGTERM or SIGINT: new requests get 503, those in flight are answered, exit 0.
 
 Model (as deno task embed):
 ${MODEL_FLAGS_HELP}
@@ -36,6 +36,8 @@ Server:
   --predict-route R   (default: AIP_PREDICT_ROUTE, else ${SERVE_DEFAULTS.predictRoute})
   --health-route R    (default: AIP_HEALTH_ROUTE, else ${SERVE_DEFAULTS.healthRoute})
   --max-batch N       most images per GPU batch (default: the most that fits the device's limits, at most 16)
+  --in-flight N       GPU batches computing at once, each with its own plan (default 2, 1 to 8): batch
+                      k + 1 is uploaded and computed while batch k is read back
   --max-wait-ms N     longest an image waits for others to fill its batch (default ${SERVE_DEFAULTS.maxWaitMs})
   --workers N         decode threads (default: CPU cores - 1, at least 1, at most 4; 0 decodes on the
                       server's thread)
@@ -77,6 +79,7 @@ export interface ServeArgs {
   readonly predictRoute: string;
   readonly healthRoute: string;
   readonly maxBatch?: number;
+  readonly inFlight?: number;
   readonly maxWaitMs: number;
   readonly workers: number;
   readonly exifOrientation: boolean;
@@ -108,6 +111,7 @@ export const SERVE_FLAGS = {
   "predict-route": { type: "string" },
   "health-route": { type: "string" },
   "max-batch": { type: "string" },
+  "in-flight": { type: "string" },
   "max-wait-ms": { type: "string" },
   workers: { type: "string" },
   "exif-orientation": { type: "boolean", default: false },
@@ -140,10 +144,15 @@ export const SERVE_ENV = [
  * @returns The options, or "help".
  * @throws {RangeError} (or parseArgs' TypeError) for a bad flag or variable, saying which.
  */
-export function parseServeArgs(args: string[], env: (name: string) => string | undefined): ServeArgs | "help" {
+export function parseServeArgs(
+  args: string[],
+  env: (name: string) => string | undefined,
+): ServeArgs | "help" {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: SERVE_FLAGS });
   if (values.help) return "help";
-  if (positionals.length > 0) throw new RangeError(`expected no positional arguments, got "${positionals[0]}"`);
+  if (positionals.length > 0) {
+    throw new RangeError(`expected no positional arguments, got "${positionals[0]}"`);
+  }
   const fromEnv = (name: (typeof SERVE_ENV)[number]) => {
     const v = env(name);
     return v === undefined || v === "" ? undefined : v;
@@ -155,7 +164,9 @@ export function parseServeArgs(args: string[], env: (name: string) => string | u
   const model = modelFlags({ ...values, weights });
   const route = (source: string, value: string | undefined, fallback: string) => {
     if (value === undefined) return fallback;
-    if (!value.startsWith("/")) throw new RangeError(`${source} must be a path starting with /, got "${value}"`);
+    if (!value.startsWith("/")) {
+      throw new RangeError(`${source} must be a path starting with /, got "${value}"`);
+    }
     return value;
   };
   const envPort = fromEnv("AIP_HTTP_PORT");
@@ -179,7 +190,11 @@ export function parseServeArgs(args: string[], env: (name: string) => string | u
   }
   const emulator = fromEnv("STORAGE_EMULATOR_HOST");
   const gcsEndpoint = values["gcs-endpoint"] ??
-    (emulator === undefined ? SERVE_DEFAULTS.gcsEndpoint : /^https?:\/\//.test(emulator) ? emulator : `http://${emulator}`);
+    (emulator === undefined
+      ? SERVE_DEFAULTS.gcsEndpoint
+      : /^https?:\/\//.test(emulator)
+      ? emulator
+      : `http://${emulator}`);
   if (!/^https?:\/\/[^/]/.test(gcsEndpoint)) {
     throw new RangeError(`--gcs-endpoint must be an http(s) URL, got "${gcsEndpoint}"`);
   }
@@ -193,6 +208,7 @@ export function parseServeArgs(args: string[], env: (name: string) => string | u
     predictRoute,
     healthRoute,
     maxBatch: integerFlag("max-batch", values["max-batch"], 1, 1024),
+    inFlight: integerFlag("in-flight", values["in-flight"], 1, 8),
     maxWaitMs: integerFlag("max-wait-ms", values["max-wait-ms"], 0, 60_000) ?? SERVE_DEFAULTS.maxWaitMs,
     workers: integerFlag("workers", values.workers, 0, 64) ?? Math.min(4, Math.max(1, cores - 1)),
     exifOrientation: values["exif-orientation"],

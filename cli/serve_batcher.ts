@@ -120,7 +120,12 @@ export class MicroBatcher {
 
   /** A copy of the counters. */
   stats(): BatcherStats {
-    return { ...this.#stats, sizes: [...this.#stats.sizes], queued: this.#queue.length, running: this.#running };
+    return {
+      ...this.#stats,
+      sizes: [...this.#stats.sizes],
+      queued: this.#queue.length,
+      running: this.#running,
+    };
   }
 
   /**
@@ -135,7 +140,6 @@ export class MicroBatcher {
   submit(image: DecodedImage, signal?: AbortSignal): Promise<Float32Array> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const { promise, resolve, reject } = Promise.withResolvers<Float32Array>();
-    let item: Item;
     const onAbort = () => {
       const at = this.#queue.indexOf(item);
       if (at < 0) return; // already in a batch: its result is simply not used
@@ -144,7 +148,14 @@ export class MicroBatcher {
       reject(signal!.reason);
       this.#checkIdle();
     };
-    item = { image, queuedAt: performance.now(), resolve, reject, signal, onAbort: signal ? onAbort : undefined };
+    const item: Item = {
+      image,
+      queuedAt: performance.now(),
+      resolve,
+      reject,
+      signal,
+      onAbort: signal ? onAbort : undefined,
+    };
     signal?.addEventListener("abort", onAbort, { once: true });
     this.#queue.push(item);
     this.#schedule();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodeImage, type DecodedImage } from "../engine/image_decode.ts";
+import { type DecodedImage, decodeImage } from "../engine/image_decode.ts";
 import { createEmbedder } from "../models/registry.ts";
 import { isicJpegs, maxRelativeDifference, serveGpu } from "../tests/_serve.ts";
 import { embedChunk } from "./embed_chunk.ts";
@@ -62,7 +62,11 @@ Deno.test("MicroBatcher waits up to maxWaitMs for more images, then sends a part
 Deno.test("MicroBatcher runs at most `concurrency` batches and queues the rest into fuller batches", async () => {
   const batches: number[][] = [];
   const gate = Promise.withResolvers<void>();
-  const b = new MicroBatcher(fakeEmbed(batches, { gate: gate.promise }), { maxBatch: 3, maxWaitMs: 0, concurrency: 2 });
+  const b = new MicroBatcher(fakeEmbed(batches, { gate: gate.promise }), {
+    maxBatch: 3,
+    maxWaitMs: 0,
+    concurrency: 2,
+  });
   const all = [b.submit(image(1)), b.submit(image(2))];
   await new Promise((r) => setTimeout(r, 5));
   all.push(b.submit(image(3)));
@@ -99,7 +103,11 @@ Deno.test("MicroBatcher fails only the image whose row is an Error, and a thrown
 Deno.test("MicroBatcher drops an image whose signal aborts before its batch leaves", async () => {
   const batches: number[][] = [];
   const gate = Promise.withResolvers<void>();
-  const b = new MicroBatcher(fakeEmbed(batches, { gate: gate.promise }), { maxBatch: 2, maxWaitMs: 0, concurrency: 1 });
+  const b = new MicroBatcher(fakeEmbed(batches, { gate: gate.promise }), {
+    maxBatch: 2,
+    maxWaitMs: 0,
+    concurrency: 1,
+  });
   const running = b.submit(image(1));
   await new Promise((r) => setTimeout(r, 5));
   const abort = new AbortController();
@@ -117,7 +125,10 @@ Deno.test("MicroBatcher drops an image whose signal aborts before its batch leav
 Deno.test("MicroBatcher refuses a batch size below 1 and a negative wait", () => {
   assert.throws(() => new MicroBatcher(fakeEmbed([]), { maxBatch: 0, maxWaitMs: 1 }), RangeError);
   assert.throws(() => new MicroBatcher(fakeEmbed([]), { maxBatch: 1, maxWaitMs: -1 }), RangeError);
-  assert.throws(() => new MicroBatcher(fakeEmbed([]), { maxBatch: 1, maxWaitMs: 1, concurrency: 0 }), RangeError);
+  assert.throws(
+    () => new MicroBatcher(fakeEmbed([]), { maxBatch: 1, maxWaitMs: 1, concurrency: 0 }),
+    RangeError,
+  );
 });
 
 Deno.test({
@@ -126,7 +137,12 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const gpu = await serveGpu();
-    const embedder = await createEmbedder("procedural:tiny-bit", { gpu, size: 64, preset: "derm", maxBatch: 4 });
+    const embedder = await createEmbedder("procedural:tiny-bit", {
+      gpu,
+      size: 64,
+      preset: "derm",
+      maxBatch: 4,
+    });
     try {
       const images = await Promise.all(isicJpegs(7).map((f) => decodeImage(f.bytes, f.name)));
       const alone: Float32Array[] = [];

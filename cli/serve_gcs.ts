@@ -60,7 +60,10 @@ export function gcsMediaUrl(endpoint: string, bucket: string, object: string): s
  *   no such object; 401/403: the token is missing, expired or lacks storage.objects.get), or an object
  *   over the limit; the signal's reason when aborted.
  */
-export async function fetchGcsObject(target: GcsObject, options: GcsOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
+export async function fetchGcsObject(
+  target: GcsObject,
+  options: GcsOptions = {},
+): Promise<Uint8Array<ArrayBuffer>> {
   const endpoint = options.endpoint ?? DEFAULT_GCS_ENDPOINT;
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_GCS_BYTES;
   const url = gcsMediaUrl(endpoint, target.bucket, target.object);

@@ -7,7 +7,10 @@ const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 4]);
 
 async function withGcs(fn: (endpoint: string, gcs: Awaited<ReturnType<typeof fakeGcs>>) => Promise<void>) {
   const gcs = await fakeGcs(
-    new Map([["derm-test/isic/a b+c.jpg", JPEG], ["derm-test/public/p.jpg", JPEG], ["derm-test/big.jpg", new Uint8Array(5000)], [
+    new Map([["derm-test/isic/a b+c.jpg", JPEG], ["derm-test/public/p.jpg", JPEG], [
+      "derm-test/big.jpg",
+      new Uint8Array(5000),
+    ], [
       "derm-test/chunked/big.jpg",
       new Uint8Array(5000),
     ]]),
@@ -39,7 +42,11 @@ Deno.test("fetchGcsObject() downloads alt=media with the bearer token", async ()
     ]);
     // No token: no Authorization header (public objects).
     assert.deepEqual(
-      await fetchGcsObject({ uri: "gs://derm-test/public/p.jpg", bucket: "derm-test", object: "public/p.jpg" }, { endpoint }),
+      await fetchGcsObject({
+        uri: "gs://derm-test/public/p.jpg",
+        bucket: "derm-test",
+        object: "public/p.jpg",
+      }, { endpoint }),
       JPEG,
     );
     assert.equal(gcs.requests[1].authorization, null);
@@ -57,18 +64,27 @@ Deno.test("fetchGcsObject() names the URI and status for 404, 403 and 401, never
           `Cannot read "gs://derm-test/missing.jpg": expected HTTP 200, got 404 (no such object: No such object: derm-test/missing.jpg)`,
     );
     await assert.rejects(at("isic/a b+c.jpg", "wrong-token"), (e: Error) => {
-      assert.match(e.message, /^Cannot read "gs:\/\/derm-test\/isic\/a b\+c\.jpg": expected HTTP 200, got 403 \(access denied with this bearer_token/);
+      assert.match(
+        e.message,
+        /^Cannot read "gs:\/\/derm-test\/isic\/a b\+c\.jpg": expected HTTP 200, got 403 \(access denied with this bearer_token/,
+      );
       assert.ok(!e.message.includes("wrong-token"));
       return true;
     });
-    await assert.rejects(at("isic/a b+c.jpg"), /got 401 \(access denied without a bearer_token: Anonymous caller/);
+    await assert.rejects(
+      at("isic/a b+c.jpg"),
+      /got 401 \(access denied without a bearer_token: Anonymous caller/,
+    );
   });
 });
 
 Deno.test("fetchGcsObject() refuses objects over the size limit and unreachable endpoints", async () => {
   await withGcs(async (endpoint) => {
     await assert.rejects(
-      fetchGcsObject({ uri: "gs://derm-test/big.jpg", bucket: "derm-test", object: "big.jpg", token: TOKEN }, { endpoint, maxBytes: 4999 }),
+      fetchGcsObject(
+        { uri: "gs://derm-test/big.jpg", bucket: "derm-test", object: "big.jpg", token: TOKEN },
+        { endpoint, maxBytes: 4999 },
+      ),
       /^Error: Cannot read "gs:\/\/derm-test\/big\.jpg": expected at most 4999 bytes, got 5000$/,
     );
     const ok = await fetchGcsObject(
@@ -76,7 +92,12 @@ Deno.test("fetchGcsObject() refuses objects over the size limit and unreachable 
       { endpoint, maxBytes: 5000 },
     );
     assert.equal(ok.length, 5000);
-    const chunked = { uri: "gs://derm-test/chunked/big.jpg", bucket: "derm-test", object: "chunked/big.jpg", token: TOKEN };
+    const chunked = {
+      uri: "gs://derm-test/chunked/big.jpg",
+      bucket: "derm-test",
+      object: "chunked/big.jpg",
+      token: TOKEN,
+    };
     await assert.rejects(
       fetchGcsObject(chunked, { endpoint, maxBytes: 4999 }),
       /^Error: Cannot read "gs:\/\/derm-test\/chunked\/big\.jpg": expected at most 4999 bytes, got more$/,
@@ -88,8 +109,12 @@ Deno.test("fetchGcsObject() refuses objects over the size limit and unreachable 
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
   await assert.rejects(
-    fetchGcsObject({ uri: "gs://derm-test/x.jpg", bucket: "derm-test", object: "x.jpg" }, { endpoint: `http://127.0.0.1:${port}` }),
-    new RegExp(`^Error: Cannot read "gs://derm-test/x\\.jpg": cannot reach http://127\\.0\\.0\\.1:${port} \\(`),
+    fetchGcsObject({ uri: "gs://derm-test/x.jpg", bucket: "derm-test", object: "x.jpg" }, {
+      endpoint: `http://127.0.0.1:${port}`,
+    }),
+    new RegExp(
+      `^Error: Cannot read "gs://derm-test/x\\.jpg": cannot reach http://127\\.0\\.0\\.1:${port} \\(`,
+    ),
   );
 });
 

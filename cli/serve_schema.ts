@@ -132,7 +132,10 @@ export function parsePredictRequest(text: string, options: { maxInstances: numbe
 /** One instance: its bytes or object, or what is wrong with it. */
 export function parseInstance(value: unknown, i: number): Instance {
   const name = instanceName(i);
-  const invalid = (what: string): Instance => ({ kind: "invalid", description: `Cannot read "${name}": ${what}` });
+  const invalid = (what: string): Instance => ({
+    kind: "invalid",
+    description: `Cannot read "${name}": ${what}`,
+  });
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return invalid(`expected an object with "input_bytes" or "gcs_uri", got ${describe(value)}`);
   }

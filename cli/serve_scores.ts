@@ -68,5 +68,8 @@ export function embeddingScores(classifier: Classifier, embedding: ArrayLike<num
   const table = (h: (typeof heads)[number]) =>
     Object.fromEntries(h.classes.map((c, k) => [c, h.probabilities[0][k]]));
   if (heads.length === 1) return { scores: table(heads[0]) };
-  return { scores: table(heads[0]), scores_by_head: Object.fromEntries(heads.map((h) => [h.label, table(h)])) };
+  return {
+    scores: table(heads[0]),
+    scores_by_head: Object.fromEntries(heads.map((h) => [h.label, table(h)])),
+  };
 }

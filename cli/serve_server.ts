@@ -8,15 +8,16 @@
  * request (`serve_batcher.ts`) → embedding (+ classifier scores, `serve_scores.ts`) → `predictions` in
  * order. A bad instance gets its own `{"error": ...}`; the others are unaffected. A request not answered
  * within the timeout gets a 504 (its images still queued are dropped). Routes: POST predict, GET/HEAD
- * health, else 404; another method 405. {@linkcode RunningServer.shutdown} stops accepting, finishes the
- * requests in flight, then frees the model.
+ * health, else 404; another method 405. {@linkcode RunningServer.shutdown} stops accepting work (predict
+ * and health answer 503), finishes the requests in flight (a body still arriving included), closes the
+ * listener, then frees the model.
  * @module
  */
 import type { Embedder } from "../engine/embedder.ts";
 import type { Classifier } from "../models/classifier.ts";
 import { DecodePool } from "./decode_pool.ts";
 import { embedChunk } from "./embed_chunk.ts";
-import { BatchFailure, type BatcherStats, MicroBatcher } from "./serve_batcher.ts";
+import { type BatcherStats, BatchFailure, MicroBatcher } from "./serve_batcher.ts";
 import { DEFAULT_GCS_ENDPOINT, DEFAULT_MAX_GCS_BYTES, fetchGcsObject } from "./serve_gcs.ts";
 import {
   errorJson,
@@ -32,7 +33,15 @@ import { checkClassifier, embeddingScores, servedIdentity } from "./serve_scores
 /** What the server needs of an embedder (`createEmbedder` gives one). */
 export type ServingModel = Pick<
   Embedder,
-  "embed" | "maxBatch" | "embeddingSize" | "facts" | "preprocessing" | "describe" | "dispose" | "gpu"
+  | "embed"
+  | "maxBatch"
+  | "inFlight"
+  | "embeddingSize"
+  | "facts"
+  | "preprocessing"
+  | "describe"
+  | "dispose"
+  | "gpu"
 >;
 
 /** Defaults of {@linkcode ServeOptions}, shared with the command line's `--help`. */
@@ -128,7 +137,10 @@ export interface RunningServer {
   state(): ServerState;
   /** Counters. */
   stats(): ServerStats;
-  /** Stops accepting, finishes the requests in flight, frees the model and the decode threads. */
+  /**
+   * Stops accepting work (new predict requests get 503), finishes the requests in flight, closes the
+   * listener, frees the model and the decode threads.
+   */
   shutdown(): Promise<void>;
 }
 
@@ -164,14 +176,18 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   if (o.predictRoute === o.healthRoute) {
     throw new RangeError(`Cannot serve predict and health on one route: both are "${o.predictRoute}"`);
   }
-  for (const [name, v] of Object.entries({
-    maxBodyBytes: o.maxBodyBytes,
-    maxInstances: o.maxInstances,
-    maxPixels: o.maxPixels,
-    timeoutMs: o.timeoutMs,
-    maxGcsBytes: o.maxGcsBytes,
-  })) {
-    if (!Number.isInteger(v) || v < 1) throw new RangeError(`Cannot use ${name} ${v}: expected a positive integer`);
+  for (
+    const [name, v] of Object.entries({
+      maxBodyBytes: o.maxBodyBytes,
+      maxInstances: o.maxInstances,
+      maxPixels: o.maxPixels,
+      timeoutMs: o.timeoutMs,
+      maxGcsBytes: o.maxGcsBytes,
+    })
+  ) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new RangeError(`Cannot use ${name} ${v}: expected a positive integer`);
+    }
   }
 
   let state: ServerState = "loading";
@@ -183,6 +199,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   let instancesSeen = 0;
   let instanceErrors = 0;
   let inFlight = 0;
+  let drained: { promise: Promise<void>; resolve: () => void } | undefined;
 
   const answered = (response: Response, started: number, request: Request, note = ""): Response => {
     statuses[response.status] = (statuses[response.status] ?? 0) + 1;
@@ -301,6 +318,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     } finally {
       clearTimeout(timer);
       inFlight--;
+      if (inFlight === 0) drained?.resolve();
     }
   };
 
@@ -310,7 +328,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     if (path === o.healthRoute) {
       if (request.method !== "GET" && request.method !== "HEAD") {
         return answered(
-          json(405, errorJson(`Cannot ${request.method} "${path}": expected GET or HEAD`), { allow: "GET, HEAD" }),
+          json(405, errorJson(`Cannot ${request.method} "${path}": expected GET or HEAD`), {
+            allow: "GET, HEAD",
+          }),
           started,
           request,
         );
@@ -329,7 +349,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       const seen = instancesSeen;
       const response = await predict(request);
       const n = instancesSeen - seen;
-      return answered(response, started, request, n > 0 ? ` ${n} instance(s), ${instanceErrors - before} failed` : "");
+      return answered(
+        response,
+        started,
+        request,
+        n > 0 ? ` ${n} instance(s), ${instanceErrors - before} failed` : "",
+      );
     }
     return answered(
       json(404, errorJson(`Cannot find "${path}": expected POST ${o.predictRoute} or GET ${o.healthRoute}`)),
@@ -368,7 +393,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > loaded.maxBatch) {
         throw new RangeError(`Cannot batch ${maxBatch} images: expected 1 to the model's ${loaded.maxBatch}`);
       }
-      batcher = new MicroBatcher((images) => embedChunk(loaded, images), { maxBatch, maxWaitMs: o.maxWaitMs });
+      // As many batches at once as the embedder has plans for: one computes while another is read back.
+      batcher = new MicroBatcher((images) => embedChunk(loaded, images), {
+        maxBatch,
+        maxWaitMs: o.maxWaitMs,
+        concurrency: loaded.inFlight,
+      });
     } catch (e) {
       if (options.disposeModel !== false) loaded.dispose();
       model = undefined;
@@ -387,6 +417,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const shutdown = () => {
     stopping ??= (async () => {
       state = "stopping";
+      // New predict requests get 503 from now on; those in flight finish first, bodies included: Deno's
+      // shutdown() makes a body still being received unreadable, so it waits until they are answered.
+      if (inFlight > 0) {
+        drained = Promise.withResolvers<void>();
+        await drained.promise;
+      }
       await http.shutdown();
       await batcher?.idle();
       const loaded = await ready.catch(() => undefined);

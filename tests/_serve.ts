@@ -89,26 +89,39 @@ export async function fakeGcs(objects: Map<string, Uint8Array>, token: string): 
       headers: { "content-type": "application/json" },
     });
   const { promise, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: (a) => resolve(a as Deno.NetAddr) }, (req) => {
-    const url = new URL(req.url);
-    const m = /^\/storage\/v1\/b\/([^/]+)\/o\/([^/]+)$/.exec(url.pathname);
-    if (!m) return error(404, `Not Found: ${url.pathname}`);
-    const bucket = decodeURIComponent(m[1]);
-    const object = decodeURIComponent(m[2]);
-    const authorization = req.headers.get("authorization");
-    requests.push({ bucket, object, alt: url.searchParams.get("alt"), authorization });
-    if (url.searchParams.get("alt") !== "media") return error(400, "expected alt=media");
-    if (!object.startsWith("public/")) {
-      if (authorization === null) return error(401, "Anonymous caller does not have storage.objects.get access");
-      if (authorization !== `Bearer ${token}`) return error(403, "Caller does not have storage.objects.get access");
-    }
-    const bytes = objects.get(`${bucket}/${object}`);
-    if (!bytes) return error(404, `No such object: ${bucket}/${object}`);
-    const body = object.startsWith("chunked/")
-      ? ReadableStream.from([bytes.slice(0, bytes.length >> 1), bytes.slice(bytes.length >> 1)])
-      : bytes as Uint8Array<ArrayBuffer>;
-    return new Response(body, { headers: { "content-type": "image/jpeg" } });
-  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: (a) => resolve(a as Deno.NetAddr) },
+    (req) => {
+      const url = new URL(req.url);
+      const m = /^\/storage\/v1\/b\/([^/]+)\/o\/([^/]+)$/.exec(url.pathname);
+      if (!m) return error(404, `Not Found: ${url.pathname}`);
+      const bucket = decodeURIComponent(m[1]);
+      const object = decodeURIComponent(m[2]);
+      const authorization = req.headers.get("authorization");
+      requests.push({ bucket, object, alt: url.searchParams.get("alt"), authorization });
+      if (url.searchParams.get("alt") !== "media") return error(400, "expected alt=media");
+      if (!object.startsWith("public/")) {
+        if (authorization === null) {
+          return error(
+            401,
+            "Anonymous caller does not have storage.objects.get access",
+          );
+        }
+        if (authorization !== `Bearer ${token}`) {
+          return error(
+            403,
+            "Caller does not have storage.objects.get access",
+          );
+        }
+      }
+      const bytes = objects.get(`${bucket}/${object}`);
+      if (!bytes) return error(404, `No such object: ${bucket}/${object}`);
+      const body = object.startsWith("chunked/")
+        ? ReadableStream.from([bytes.slice(0, bytes.length >> 1), bytes.slice(bytes.length >> 1)])
+        : bytes as Uint8Array<ArrayBuffer>;
+      return new Response(body, { headers: { "content-type": "image/jpeg" } });
+    },
+  );
   const addr = await promise;
   return { endpoint: `http://127.0.0.1:${addr.port}`, requests, close: () => server.shutdown() };
 }
