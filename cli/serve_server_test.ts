@@ -407,33 +407,54 @@ serverTest(
   },
 );
 
-serverTest("RunningServer.shutdown() finishes the request in flight, then refuses connections", async () => {
-  const files = isicJpegs(6);
-  const model = await sharedModel();
-  const want = await reference(model, files);
-  const server = await startServer({
-    load: sharedModel,
-    modelName: "procedural:tiny-bit",
-    hostname: "127.0.0.1",
-    port: 0,
-    workers: 1,
-    disposeModel: false,
-  });
-  await server.ready;
-  const inFlight = post(`${server.url}/predict`, { instances: files.map((f) => bytesInstance(f.bytes)) });
-  while (server.stats().inFlight === 0) await new Promise((r) => setTimeout(r, 5));
-  const stopped = server.shutdown();
-  assert.equal(server.state(), "stopping");
-  const r = await inFlight;
-  assert.equal(r.status, 200);
-  r.body.predictions.forEach((p: { embedding: number[] }, i: number) =>
-    assertRow(p.embedding, want[i], `instances[${i}]`)
-  );
-  await stopped;
-  await server.finished;
-  assert.equal(server.state(), "stopped");
-  await assert.rejects(fetch(`${server.url}/health`));
-});
+serverTest(
+  "RunningServer.shutdown() answers 503 to new requests, finishes the one in flight (body still arriving), then closes",
+  async () => {
+    const files = isicJpegs(6);
+    const model = await sharedModel();
+    const want = await reference(model, files);
+    const server = await startServer({
+      load: sharedModel,
+      modelName: "procedural:tiny-bit",
+      hostname: "127.0.0.1",
+      port: 0,
+      workers: 1,
+      disposeModel: false,
+    });
+    await server.ready;
+    // The request's body arrives in two parts, the second only after shutdown() has begun.
+    const body = new TextEncoder().encode(
+      JSON.stringify({ instances: files.map((f) => bytesInstance(f.bytes)) }),
+    );
+    const rest = Promise.withResolvers<void>();
+    const stream = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(body.slice(0, 100));
+        await rest.promise;
+        controller.enqueue(body.slice(100));
+        controller.close();
+      },
+    });
+    const inFlight = post(`${server.url}/predict`, stream);
+    while (server.stats().inFlight === 0) await new Promise((r) => setTimeout(r, 5));
+    const stopped = server.shutdown();
+    assert.equal(server.state(), "stopping");
+    const late = await post(`${server.url}/predict`, { instances: [bytesInstance(files[0].bytes)] });
+    assert.equal(late.status, 503);
+    assert.deepEqual(late.body, { error: { description: "Cannot predict: the server is stopping" } });
+    assert.equal((await fetch(`${server.url}/health`)).status, 503);
+    rest.resolve();
+    const r = await inFlight;
+    assert.equal(r.status, 200, JSON.stringify(r.body).slice(0, 200));
+    r.body.predictions.forEach((p: { embedding: number[] }, i: number) =>
+      assertRow(p.embedding, want[i], `instances[${i}]`)
+    );
+    await stopped;
+    await server.finished;
+    assert.equal(server.state(), "stopped");
+    await assert.rejects(fetch(`${server.url}/health`));
+  },
+);
 
 serverTest("startServer() refuses bad routes and limits before listening", async () => {
   await assert.rejects(

@@ -179,3 +179,58 @@ Deno.test("serve CLI: a bad command line exits 2, a classifier of another model 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("serve CLI: deploy/serve.Dockerfile copies every module the server loads, pins CI's Deno, runs serve", async () => {
+  const dockerfile = await Deno.readTextFile(`${ROOT}deploy/serve.Dockerfile`);
+  const version = /deno@(\d+\.\d+\.\d+)/.exec(await Deno.readTextFile(`${ROOT}.ci/run`))![1];
+  assert.match(
+    dockerfile,
+    new RegExp(`^FROM denoland/deno:bin-${version.replaceAll(".", "\\.")} AS deno$`, "m"),
+  );
+  const copied: string[] = [];
+  for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
+    for (const source of m[1].split(/\s+/)) {
+      await Deno.stat(`${ROOT}${source}`);
+      copied.push(source);
+    }
+  }
+  // Cached at build time: the server, the decode worker and the weight loaders (imported dynamically).
+  const cached = /RUN deno cache --frozen ([^&]+)/.exec(dockerfile)![1].split(/[\s\\]+/).filter((t) =>
+    t !== ""
+  );
+  for (
+    const entry of [
+      "cli/serve.ts",
+      "cli/decode_worker.ts",
+      "weights/safetensors_deno.ts",
+      "weights/pytorch_deno.ts",
+    ]
+  ) {
+    assert.ok(cached.includes(entry), `${entry} is not cached`);
+  }
+  // Every local module of their graphs is inside what the image copies.
+  const local: string[] = [];
+  for (const entry of cached) {
+    const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json", entry], cwd: ROOT })
+      .output();
+    assert.equal(info.code, 0, new TextDecoder().decode(info.stderr));
+    const graph = JSON.parse(new TextDecoder().decode(info.stdout)) as { modules: { specifier: string }[] };
+    for (const { specifier } of graph.modules) {
+      if (specifier.startsWith("file://")) local.push(new URL(specifier).pathname.slice(ROOT.length));
+    }
+  }
+  assert.ok(local.length > 50, `only ${local.length} local modules`);
+  for (const file of new Set(local)) {
+    assert.ok(
+      copied.some((c) => file === c || file.startsWith(`${c}/`)),
+      `${file} is not copied into the image`,
+    );
+  }
+  assert.match(dockerfile, /mesa-vulkan-drivers/);
+  assert.match(dockerfile, /DENO_WEBGPU_BACKEND=vulkan/);
+  assert.match(dockerfile, /NVIDIA_DRIVER_CAPABILITIES=[^\n]*graphics/);
+  assert.match(dockerfile, /^EXPOSE 8080$/m);
+  assert.match(dockerfile, /^CMD \["deno", "task", "serve", "--host", "0\.0\.0\.0"\]$/m);
+  const task = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks.serve as string;
+  assert.match(task, /^deno run [^;&|]* cli\/serve\.ts$/);
+});

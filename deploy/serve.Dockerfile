@@ -15,19 +15,18 @@
 # WebGPU in Deno runs on Vulkan here: on CPU-only hosts Mesa's lavapipe (mesa-vulkan-drivers), a software
 # fallback; on NVIDIA GPU hosts the NVIDIA container toolkit mounts the host driver and its Vulkan ICD when
 # the "graphics" capability is asked for (NVIDIA_DRIVER_CAPABILITIES), and wgpu prefers the GPU to lavapipe.
+# GPU-node variant: the same image; on Vertex AI give the model a GPU machine type (e.g. g2-standard-8 with
+# one NVIDIA L4), on GKE a GPU node pool and a `nvidia.com/gpu: 1` limit; the health route's "adapter" (and
+# `--verbose`) names the adapter in use, to confirm it is the GPU and not lavapipe.
 
-# Deno from npm, as the README's quick start gets it: the package's install script links the platform's
-# binary (@deno/linux-x64-glibc or -arm64-glibc) to node_modules/deno/deno.
-FROM node:22-bookworm-slim AS deno
-RUN npm install --prefix /opt/deno-npm --no-audit --no-fund deno@2.9.6 \
-  && /opt/deno-npm/node_modules/deno/deno --version
+FROM denoland/deno:bin-2.9.6 AS deno
 
 FROM debian:bookworm-slim
 RUN apt-get update \
   && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     ca-certificates libvulkan1 mesa-vulkan-drivers \
   && rm -rf /var/lib/apt/lists/*
-COPY --from=deno /opt/deno-npm/node_modules/deno/deno /usr/local/bin/deno
+COPY --from=deno /deno /usr/local/bin/deno
 
 ENV DENO_DIR=/opt/deno-dir \
     DENO_WEBGPU_BACKEND=vulkan \
