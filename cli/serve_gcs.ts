@@ -33,6 +33,8 @@ export interface GcsOptions {
   readonly maxBytes?: number;
   /** Aborts the download (the request's deadline). */
   readonly signal?: AbortSignal;
+  /** What asked for the object, for messages (`instances[3]`): `Cannot read "instances[3]" from "gs://..."`. */
+  readonly label?: string;
 }
 
 /**
@@ -68,7 +70,7 @@ export async function fetchGcsObject(
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_GCS_BYTES;
   const url = gcsMediaUrl(endpoint, target.bucket, target.object);
   const fail = (what: string): never => {
-    throw new Error(`Cannot read "${target.uri}": ${what}`);
+    throw new Error(`Cannot read ${options.label ? `"${options.label}" from ` : ""}"${target.uri}": ${what}`);
   };
   let response: Response;
   try {

@@ -75,6 +75,19 @@ Deno.test("fetchGcsObject() names the URI and status for 404, 403 and 401, never
       at("isic/a b+c.jpg"),
       /got 401 \(access denied without a bearer_token: Anonymous caller/,
     );
+    // With the instance that asked: named first.
+    await assert.rejects(
+      fetchGcsObject({
+        uri: "gs://derm-test/none.jpg",
+        bucket: "derm-test",
+        object: "none.jpg",
+        token: TOKEN,
+      }, {
+        endpoint,
+        label: "instances[7]",
+      }),
+      /^Error: Cannot read "instances\[7\]" from "gs:\/\/derm-test\/none\.jpg": expected HTTP 200, got 404/,
+    );
   });
 });
 

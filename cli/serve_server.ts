@@ -3,20 +3,25 @@
  * model meanwhile (health answers 503 until it is loaded, then 200), and answers Derm Foundation's Vertex
  * AI predict requests (`serve_schema.ts`) from one process:
  *
- * request → body (size limit: 413) → JSON (400) → instances (count limit: 413) → per instance: base64 or
- * Cloud Storage (`serve_gcs.ts`) → decode on worker threads (pixel limit) → micro-batches shared by every
- * request (`serve_batcher.ts`) → embedding (+ classifier scores, `serve_scores.ts`) → `predictions` in
- * order. A bad instance gets its own `{"error": ...}`; the others are unaffected. A request not answered
+ * request → body (size limit: 413, `serve_body.ts`) → JSON (400) → instances (count limit: 413) → per
+ * instance: base64 or Cloud Storage (`serve_gcs.ts`) → decode on worker threads (pixel limit) →
+ * micro-batches shared by every request (`serve_batcher.ts`) → embedding (+ classifier scores,
+ * `serve_scores.ts`) → `predictions` in order. A bad instance gets its own `{"error": ...}`; the others are unaffected. A request not answered
  * within the timeout gets a 504 (its images still queued are dropped). Routes: POST predict, GET/HEAD
  * health, else 404; another method 405. {@linkcode RunningServer.shutdown} stops accepting work (predict
  * and health answer 503), finishes the requests in flight (a body still arriving included), closes the
  * listener, then frees the model.
+ *
+ * Over ~400 lines as one file on purpose: the handlers are closures over one server's state (model, batcher,
+ * counters, state); what stands alone is in `serve_schema.ts`, `serve_body.ts`, `serve_gcs.ts`,
+ * `serve_batcher.ts` and `serve_scores.ts`.
  * @module
  */
 import type { Embedder } from "../engine/embedder.ts";
 import type { Classifier } from "../models/classifier.ts";
 import { DecodePool } from "./decode_pool.ts";
 import { embedChunk } from "./embed_chunk.ts";
+import { readRequestBody } from "./serve_body.ts";
 import { type BatcherStats, BatchFailure, MicroBatcher } from "./serve_batcher.ts";
 import { DEFAULT_GCS_ENDPOINT, DEFAULT_MAX_GCS_BYTES, fetchGcsObject } from "./serve_gcs.ts";
 import {
@@ -235,7 +240,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     let bytes: Uint8Array<ArrayBuffer>;
     if (inst.kind === "gcs") {
       try {
-        bytes = await fetchGcsObject(inst, { endpoint: o.gcsEndpoint, maxBytes: o.maxGcsBytes, signal });
+        bytes = await fetchGcsObject(inst, {
+          endpoint: o.gcsEndpoint,
+          maxBytes: o.maxGcsBytes,
+          signal,
+          label: instanceName(i),
+        });
       } catch (e) {
         if (signal.aborted) throw signal.reason;
         return fail((e as Error).message);
@@ -294,7 +304,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     // client that goes away early is rare behind Vertex AI; its images are embedded and the answer dropped.
     const signal = deadline.signal;
     const work = (async () => {
-      const text = await readBody(request, o.maxBodyBytes, signal);
+      const text = await readRequestBody(request, { maxBytes: o.maxBodyBytes, signal });
       const instances = parsePredictRequest(text, { maxInstances: o.maxInstances });
       total = instances.length;
       instancesSeen += instances.length;
@@ -449,46 +459,6 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     }),
     shutdown,
   };
-}
-
-/** Reads a request body as UTF-8 text, refusing more than `max` bytes. */
-async function readBody(request: Request, max: number, signal: AbortSignal): Promise<string> {
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > max) {
-    throw new RequestError(413, `Cannot accept a request body of ${declared} bytes: expected at most ${max}`);
-  }
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  if (request.body) {
-    const reader = request.body.getReader();
-    const cancel = () => reader.cancel().catch(() => {});
-    signal.addEventListener("abort", cancel, { once: true });
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        total += value.length;
-        if (total > max) {
-          await cancel();
-          throw new RequestError(413, `Cannot accept a request body of more than ${max} bytes`);
-        }
-        chunks.push(value);
-      }
-    } finally {
-      signal.removeEventListener("abort", cancel);
-    }
-  }
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.length;
-  }
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw new RequestError(400, "Cannot read the request body: expected UTF-8 JSON, got invalid UTF-8");
-  }
 }
 
 function withoutUndefined<T extends object>(o: T): Partial<T> {

@@ -164,7 +164,7 @@ serverTest(
           assertRow(p[4].embedding, c, "instances[4] (gcs_uri)");
           assert.match(
             p[5].error.description,
-            /^Cannot read "gs:\/\/derm-test\/isic\/missing\.jpg": expected HTTP 200, got 404/,
+            /^Cannot read "instances\[5\]" from "gs:\/\/derm-test\/isic\/missing\.jpg": expected HTTP 200, got 404/,
           );
           assert.match(p[6].error.description, /got 403 \(access denied with this bearer_token/);
           assert.ok(!JSON.stringify(p[6]).includes("expired"), "the token is echoed");
