@@ -127,9 +127,18 @@ serverTest(
     const gcs = await fakeGcs(new Map([["derm-test/isic/c.jpg", files[2].bytes]]), TOKEN);
     try {
       await withServer(
-        { load: () => Promise.resolve(nanFor64), gcsEndpoint: gcs.endpoint, maxPixels: 250 * 250 },
+        {
+          load: () => Promise.resolve(nanFor64),
+          gcsEndpoint: gcs.endpoint,
+          maxPixels: 250 * 250,
+          maxWaitMs: 100,
+        },
         async (server) => {
           await server.ready;
+          // Another request at the same time, sharing GPU batches with the bad images: untouched by them.
+          const other = post(`${server.url}/predict`, {
+            instances: [bytesInstance(files[2].bytes), bytesInstance(files[0].bytes)],
+          });
           const r = await post(`${server.url}/predict`, {
             instances: [
               bytesInstance(files[0].bytes),
@@ -146,6 +155,13 @@ serverTest(
           });
           assert.equal(r.status, 200);
           assert.equal(r.headers.get("content-type"), "application/json");
+          const o = await other;
+          assert.equal(o.status, 200);
+          assert.equal(o.body.predictions.length, 2);
+          assertRow(o.body.predictions[0].embedding, c, "the other request's instances[0]");
+          assertRow(o.body.predictions[1].embedding, a, "the other request's instances[1]");
+          const s = server.stats().batches!;
+          assert.ok(s.batches < s.images, `the two requests shared no batch: ${JSON.stringify(s.sizes)}`);
           const p = r.body.predictions;
           assert.equal(p.length, 10);
           assertRow(p[0].embedding, a, "instances[0]");
