@@ -1,6 +1,7 @@
 /**
- * One image's CPU work in `deno task embed`: read the file, hash it, decode it, orient it. Runs in a
- * decode worker (`decode_worker.ts`), or on the main thread with `--workers 0`.
+ * One image's CPU work in `deno task embed` (and `deno task serve`, which passes the bytes): read the file,
+ * hash it, decode it, orient it. Runs in a decode worker (`decode_worker.ts`), or on the main thread with
+ * `--workers 0`.
  * @module
  */
 import { decodeImage } from "../engine/image_decode.ts";
@@ -12,8 +13,10 @@ import { applyOrientation, readExifOrientation } from "./exif.ts";
 export interface DecodeRequest {
   /** Caller's id, echoed in the reply. */
   readonly id: number;
-  /** The file. */
+  /** The file (with `bytes`: only the image's name, for messages). */
   readonly path: string;
+  /** The file's bytes, when they are already in memory (`deno task serve`): then `path` is not read. */
+  readonly bytes?: Uint8Array<ArrayBuffer>;
   /** When the file's SHA-256 equals this, it is not decoded (already embedded: `--resume`). */
   readonly skipHash?: string;
   /** Pixel limit (width x height). */
@@ -52,7 +55,7 @@ export async function decodeJob(request: DecodeRequest): Promise<DecodeReply> {
   let bytes: Uint8Array<ArrayBuffer>;
   let hash: string;
   try {
-    bytes = await Deno.readFile(path);
+    bytes = request.bytes ?? await Deno.readFile(path);
     hash = await sha256Hex(bytes);
   } catch (e) {
     const readMs = performance.now() - t0;

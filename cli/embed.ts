@@ -5,15 +5,15 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { createEmbedder, PROCEDURAL_MODELS } from "../models/registry.ts";
+import { createEmbedder } from "../models/registry.ts";
 import { openWeightsArgument } from "./weights_arg.ts";
 import { FileTuningCache } from "./tuning_cache.ts";
 import { resolveModel } from "./model_cache.ts";
 import { describeGpu } from "../engine/device.ts";
-import type { Embedder } from "../engine/embedder.ts";
 import { type DecodedImage, DEFAULT_MAX_PIXELS } from "../engine/image_decode.ts";
-import { NonFiniteError } from "../engine/errors.ts";
 import { reportError } from "./errors.ts";
+import { embedChunk } from "./embed_chunk.ts";
+import { integerFlag, MODEL_FLAGS_HELP, type ModelFlags, modelFlags, type TuneMode } from "./model_flags.ts";
 import { collectInputs, type InputImage } from "./inputs.ts";
 import { DEFAULT_ROW_GROUP_ROWS, OUTPUT_FORMATS, outputFormat, type OutputInfo } from "./outputs.ts";
 import { metadataKeys, type ShardSpec } from "./output_rows.ts";
@@ -29,9 +29,6 @@ export const ENGINE = `derm-webgpu ${denoJson.version}`;
 
 /** Rows per checkpoint (a Parquet row group) by default. */
 export const DEFAULT_CHECKPOINT_EVERY = DEFAULT_ROW_GROUP_ROWS;
-
-/** The presets `--preset` takes. */
-const PRESET_NAMES = ["derm", "bit", "imagenet"];
 
 const HELP = `deno task embed: compute Derm Foundation, BiT, ResNet-50 and ViT embeddings with WebGPU
 
@@ -54,29 +51,7 @@ inputs' count and SHA-256, and each row's position in the whole input order):
   .safetensors  tensor "embeddings" F32 [images, D]; paths, hashes, positions, metadata in __metadata__
 
 Options:
-  --weights WEIGHTS   safetensors file or http(s) URL: Derm Foundation (Derm names) or timm BiT, a
-                      torchvision ResNet (Gröger et al.'s SimCLR / BYOL); the family comes from the tensor
-                      names. Or procedural:ARCH[:SEED] for generated test weights (ARCH: ${
-  Object.keys(PROCEDURAL_MODELS).join(", ")
-}).
-                      Procedural embeddings carry no meaning.
-  --model ID          instead of --weights: a Hugging Face model id (google/derm-foundation,
-                      timm/resnetv2_101x3_bit.goog_in21k), downloaded and converted once into the cache
-                      (deno task fetch-model; HF_TOKEN for gated models, DERM_WEBGPU_CACHE for the cache)
-  --preset P          derm|bit for BiT (default: from the file's metadata or tensor names; derm for procedural
-                      weights): derm x/255, -inf max-pool padding; bit x/127.5-1, zero padding. imagenet for
-                      ResNet and ViT (their only one): Pillow's bilinear resize to R x R, centre crop S x S,
-                      ImageNet mean and std
-  --size N            model input size S (default 448 for derm, 224 for bit and imagenet)
-  --resize R          imagenet: the side Pillow resizes to before the S x S crop (default round(S * 8 / 7))
-  --vit-heads H       ViT: attention heads (default: the checkpoint's args or our metadata, else D / 64)
-  --vit-blocks N      ViT: embed the class token of the last N blocks through the final norm,
-                      concatenated (default 4, Gröger et al.'s protocol; 1 = the usual class token)
-  --kernels NAME,...  force these kernel variants wherever they apply (e.g. conv2d_direct); see
-                      deno task bench --list-kernels
-  --tune auto|always|off  choose kernel variants by timing them on this adapter, once per shape, and keep
-                      the choices in the cache directory (tuning.json): auto (default) on GPUs, not on the
-                      CPU rasterisers (llvmpipe, lavapipe, SwiftShader) whose defaults are the best measured
+${MODEL_FLAGS_HELP}
   --out FILE          output file: .npy, .jsonl, .parquet or .safetensors (required)
   --list FILE         more images: one path per line, or a CSV with a "path" column (else "file",
                       "filename" or "image") whose other columns are kept as metadata; relative paths are
@@ -121,7 +96,7 @@ interface Options {
   vitHeads?: number;
   vitBlocks?: number;
   kernels?: string[];
-  tune?: "auto" | "always" | "off";
+  tune?: TuneMode;
   out: string;
   batch?: number;
   inFlight?: number;
@@ -179,46 +154,30 @@ export async function main(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (!values.weights === !values.model) return usage("exactly one of --weights and --model is required");
+  let model: ModelFlags;
+  try {
+    model = modelFlags(values);
+  } catch (e) {
+    return usage((e as Error).message);
+  }
   if (!values.out) return usage("--out is required");
   if (positionals.length === 0 && !values.list?.length) return usage("no images given");
-  if (values.preset !== undefined && !PRESET_NAMES.includes(values.preset)) {
-    return usage(`--preset must be one of ${PRESET_NAMES.join(", ")}, got "${values.preset}"`);
-  }
-  if (values.tune !== undefined && !["auto", "always", "off"].includes(values.tune)) {
-    return usage(`--tune must be auto, always or off, got "${values.tune}"`);
-  }
   if (!outputFormat(values.out)) {
     return usage(`--out must end in ${OUTPUT_FORMATS.map((f) => `.${f}`).join(", ")}, got "${values.out}"`);
   }
-  const int = (name: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER) => {
-    if (value === undefined) return undefined;
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      throw new RangeError(`--${name} must be an integer from ${min} to ${max}, got "${value}"`);
-    }
-    return n;
-  };
   let options: Options;
   try {
     const cores = navigator.hardwareConcurrency ?? 2;
     options = {
-      weights: values.weights ?? "",
-      model: values.model,
-      preset: values.preset,
-      size: int("size", values.size, 32, 4096),
-      resize: int("resize", values.resize, 32, 16384),
-      vitHeads: int("vit-heads", values["vit-heads"], 1, 1024),
-      vitBlocks: int("vit-blocks", values["vit-blocks"], 1, 1024),
-      kernels: values.kernels?.split(",").map((k) => k.trim()).filter((k) => k !== ""),
-      tune: values.tune as Options["tune"],
+      ...model,
       out: values.out,
-      batch: int("batch", values.batch, 1),
-      inFlight: int("in-flight", values["in-flight"], 1, 8),
-      workers: int("workers", values.workers, 0, 64) ?? Math.min(4, Math.max(1, cores - 1)),
-      maxPixels: int("max-pixels", values["max-pixels"], 1) ?? DEFAULT_MAX_PIXELS,
+      batch: integerFlag("batch", values.batch, 1),
+      inFlight: integerFlag("in-flight", values["in-flight"], 1, 8),
+      workers: integerFlag("workers", values.workers, 0, 64) ?? Math.min(4, Math.max(1, cores - 1)),
+      maxPixels: integerFlag("max-pixels", values["max-pixels"], 1) ?? DEFAULT_MAX_PIXELS,
       exifOrientation: values["exif-orientation"],
-      checkpointEvery: int("checkpoint-every", values["checkpoint-every"], 1) ?? DEFAULT_CHECKPOINT_EVERY,
+      checkpointEvery: integerFlag("checkpoint-every", values["checkpoint-every"], 1) ??
+        DEFAULT_CHECKPOINT_EVERY,
       resume: values.resume,
       shard: values.shard === undefined ? undefined : parseShard(values.shard),
       strict: values.strict,
@@ -490,36 +449,6 @@ async function run(all: InputImage[], o: Options): Promise<number> {
     pool.close();
     embedder.dispose();
   }
-}
-
-/**
- * Embeds a batch; when one image's embedding is not finite, embeds the batch's images one by one so that
- * only the bad ones fail. Returns a row or an error per image.
- */
-async function embedChunk(
-  embedder: Embedder,
-  images: DecodedImage[],
-): Promise<(Float32Array | Error)[]> {
-  try {
-    return await embedder.embed(images);
-  } catch (e) {
-    if (!(e instanceof NonFiniteError)) throw e;
-  }
-  const out: (Float32Array | Error)[] = [];
-  for (const image of images) {
-    try {
-      out.push((await embedder.embed([image]))[0]);
-    } catch (e) {
-      if (!(e instanceof NonFiniteError)) throw e;
-      const layer = e.layer ? `first at ${e.layer}` : "layer unknown";
-      out.push(
-        new Error(
-          `embedding is not finite (${e.message.replace(/^Cannot embed image \d+: /, "")}; ${layer})`,
-        ),
-      );
-    }
-  }
-  return out;
 }
 
 if (import.meta.main) {
