@@ -34,6 +34,11 @@ export interface KernelSpec {
   readonly bindings: readonly KernelBinding[];
   /** Values of the WGSL `override` constants (workgroup and tile sizes). */
   readonly overrides: Readonly<Record<string, number>>;
+  /**
+   * Device features the WGSL needs (e.g. `subgroups`); absent: none. Lowerings do not choose the variant
+   * on a device without them, and creating its pipeline there fails with a RangeError naming the feature.
+   */
+  readonly features?: readonly string[];
 }
 
 /** What one dispatch of a kernel needs. */

@@ -12,6 +12,7 @@
  * This module is browser compatible.
  * @module
  */
+import type { Gpu } from "./device.ts";
 import type { KernelLaunch, KernelSpec, LaunchLimits, Shape } from "./kernel.ts";
 import { numel } from "./kernel.ts";
 import type { Graph, GraphNode, OpShape } from "./graph.ts";
@@ -30,12 +31,39 @@ export interface WeightBinding {
   readonly size?: number;
 }
 
-/** Device facts a lowering may use: limits and features. */
+/** Device facts a lowering may use: limits, features, and what kind of adapter it is. */
 export interface LoweringDevice {
   /** Limits (workgroups per dimension, storage binding size, workgroup storage). */
   readonly limits: LaunchLimits & Partial<GPUSupportedLimits>;
   /** Features granted (`shader-f16`, `subgroups`, ...). */
   readonly features: ReadonlySet<string>;
+  /**
+   * Whether the adapter is a CPU rasteriser (llvmpipe, lavapipe, SwiftShader): ops keep the variant order
+   * measured there (register tiles, no workgroup memory). `false` says it is a GPU: ops put their
+   * workgroup-memory block tiles first. Undefined counts as a CPU rasteriser (the order of old callers).
+   */
+  readonly cpuAdapter?: boolean;
+  /** The adapter's subgroup sizes (`GPUAdapterInfo.subgroupMinSize`/`subgroupMaxSize`), when known. */
+  readonly subgroupSizes?: { readonly min: number; readonly max: number };
+}
+
+/**
+ * The lowering facts of an acquired device: its limits and features, whether it is a CPU rasteriser, and
+ * its subgroup sizes.
+ *
+ * @param gpu The device, from `acquireGpu`.
+ * @returns Its {@linkcode LoweringDevice}.
+ */
+export function loweringDevice(
+  gpu: Pick<Gpu, "limits" | "features" | "cpuAdapter" | "adapterInfo">,
+): LoweringDevice {
+  const { subgroupMinSize: min, subgroupMaxSize: max } = gpu.adapterInfo;
+  return {
+    limits: gpu.limits,
+    features: gpu.features,
+    cpuAdapter: gpu.cpuAdapter,
+    subgroupSizes: min !== undefined && max !== undefined ? { min, max } : undefined,
+  };
 }
 
 /** What an op's entry sees while lowering one node. */
