@@ -115,7 +115,11 @@ export async function acquireGpu(options: AcquireGpuOptions = {}): Promise<Gpu> 
     const withSubgroups: GPUFeatureName[] = options.subgroups === false
       ? requiredFeatures
       : [...requiredFeatures, "subgroups" as GPUFeatureName];
-    device = await adapter.requestDevice({ requiredLimits, requiredFeatures: withSubgroups, label: "derm-webgpu" });
+    device = await adapter.requestDevice({
+      requiredLimits,
+      requiredFeatures: withSubgroups,
+      label: "derm-webgpu",
+    });
   } catch (e) {
     // An adapter without subgroups refuses the feature with a TypeError before it is consumed.
     if (options.subgroups === false || !(e instanceof TypeError)) throw e;

@@ -28,13 +28,7 @@ import { type InputResizeKernel, InputStage } from "./input_stage.ts";
 import type { Preprocessing } from "./preprocessing.ts";
 import { type NonfiniteKernel, type ResidentWeights, uploadWeights } from "./weights_upload.ts";
 import type { TensorSource } from "./tensor_source.ts";
-import {
-  MemoryTuningCache,
-  type TunedChoice,
-  tuneGraph,
-  type TuningCache,
-  tuningScope,
-} from "./autotune.ts";
+import { MemoryTuningCache, type TunedChoice, tuneGraph, type TuningCache, tuningScope } from "./autotune.ts";
 
 /** The kernels the runtime needs, from `kernels/registry.ts`. */
 export interface RuntimeKernels {

@@ -39,6 +39,12 @@ export interface KernelSpec {
    * on a device without them, and creating its pipeline there fails with a RangeError naming the feature.
    */
   readonly features?: readonly string[];
+  /**
+   * The fewest subgroup lanes the WGSL assumes (subgroup kernels); absent: no assumption. Lowerings do not
+   * choose the variant where the adapter's `subgroupMinSize` is smaller or unknown, and forcing it there is
+   * an error (`deviceRefusal` in engine/lowering.ts).
+   */
+  readonly minSubgroupSize?: number;
 }
 
 /** What one dispatch of a kernel needs. */

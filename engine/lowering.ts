@@ -66,6 +66,30 @@ export function loweringDevice(
   };
 }
 
+/**
+ * Why `spec` cannot run on `device` at all (a feature it lacks, subgroups smaller than the WGSL assumes),
+ * or undefined when it can. Shape limits are the op's `fits`, not this.
+ *
+ * @param spec The variant.
+ * @param device The device's facts.
+ * @returns The reason, as the end of a "Cannot ..." message, or undefined.
+ */
+export function deviceRefusal(spec: KernelSpec, device: LoweringDevice): string | undefined {
+  for (const f of spec.features ?? []) {
+    if (!device.features.has(f)) {
+      return `expected device feature "${f}", got ${[...device.features].sort().join(", ") || "none"}`;
+    }
+  }
+  const need = spec.minSubgroupSize;
+  if (need !== undefined && !(device.subgroupSizes && device.subgroupSizes.min >= need)) {
+    const got = device.subgroupSizes
+      ? `${device.subgroupSizes.min} to ${device.subgroupSizes.max}`
+      : "sizes the adapter does not report";
+    return `expected subgroups of at least ${need} lanes, got ${got}`;
+  }
+  return undefined;
+}
+
 /** What an op's entry sees while lowering one node. */
 export interface LoweringContext {
   /** The node being lowered. */
@@ -85,6 +109,7 @@ export interface LoweringContext {
    * name (`--kernels`) when it is a candidate and `fits` it, else the first that fits.
    *
    * @throws {TypeError} When no candidate fits, naming the node.
+   * @throws {RangeError} When a forced candidate cannot run on this device ({@linkcode deviceRefusal}).
    */
   choose(candidates: readonly KernelSpec[], fits: (spec: KernelSpec) => boolean): KernelSpec;
   /** Records a dispatch labelled `<node>/<spec.name>`; bindings are tensor names or weights. */
@@ -202,6 +227,12 @@ export function lowerGraph(
         return weightOf(role) !== undefined;
       },
       choose(candidates, fits) {
+        for (const c of candidates) {
+          const why = forced.has(c.name) ? deviceRefusal(c, device) : undefined;
+          if (why) {
+            throw new RangeError(`Cannot use kernel "${c.name}" for "${node.name}" on this device: ${why}`);
+          }
+        }
         const fitting = candidates.filter(fits);
         const picked = options.pick?.(node, fitting);
         const chosen = fitting.find((c) => forced.has(c.name)) ?? fitting.find((c) => c.name === picked) ??

@@ -60,7 +60,9 @@ export function blockThreads(t: BlockTile): number {
 
 function log2(v: number): number {
   const l = Math.log2(v);
-  if (!Number.isInteger(l)) throw new RangeError(`Cannot generate a block GEMM: expected a power of two, got ${v}`);
+  if (!Number.isInteger(l)) {
+    throw new RangeError(`Cannot generate a block GEMM: expected a power of two, got ${v}`);
+  }
   return l;
 }
 
@@ -123,7 +125,12 @@ export function gemmBindings(op: GemmOp, elem: ElementType, xScalar = false): st
   const v = vec4(elem);
   const xt = xScalar ? elem : v;
   const lines = op === "conv2d"
-    ? [`var<storage, read> x: array<${xt}>;`, `var<storage, read> w: array<${v}>;`, `var<storage, read> bias: array<${v}>;`, `var<storage, read_write> y: array<${v}>;`]
+    ? [
+      `var<storage, read> x: array<${xt}>;`,
+      `var<storage, read> w: array<${v}>;`,
+      `var<storage, read> bias: array<${v}>;`,
+      `var<storage, read_write> y: array<${v}>;`,
+    ]
     : [
       `var<storage, read> x: array<${xt}>;`,
       `var<storage, read> w: array<${v}>;`,
@@ -148,13 +155,12 @@ fn gelu4(v: vec4f) -> vec4f {
 /**
  * The epilogue of one output vec4 `v` at row `m`, vec4 column `c4` (both in range): partials to the split's
  * plane when splits > 1; else + bias, + residual (conv2d: y itself; linear: res), ReLU (conv2d). A linear's
- * GELU runs afterwards over the stored tile ({@linkcode geluPass}). With `poison` (a bool expression), the
- * stored value is NaN where it holds: after the ReLU, which would turn NaN into 0.
+ * GELU runs afterwards over the stored tile ({@linkcode geluPass}).
  */
-export function epilogueStore(op: GemmOp, elem: ElementType, v: string, ind: string, poison?: string): string {
+export function epilogueStore(op: GemmOp, elem: ElementType, v: string, ind: string): string {
   const bias = op === "conv2d" ? "bias" : "b";
   const res = op === "conv2d" ? "y" : "res";
-  const out = (e: string) => fromF32(elem, poison ? `select(${e}, vec4f(bitcast<f32>(0x7fc00000u)), ${poison})` : e);
+  const out = (e: string) => fromF32(elem, e);
   return `${ind}let o = m * n4 + c4;
 ${ind}if (partial) {
 ${ind}  y[plane + o] = ${out(v)};
@@ -323,7 +329,9 @@ fn main(
   }
   for (const pp of range(TM4)) {
     for (const i of range(4)) {
-      for (const q of range(TN4)) p(`  var c${pp}_${i}_${q} = vec4f(0.0);\n  var t${pp}_${i}_${q} = vec4f(0.0);`);
+      for (const q of range(TN4)) {
+        p(`  var c${pp}_${i}_${q} = vec4f(0.0);\n  var t${pp}_${i}_${q} = vec4f(0.0);`);
+      }
     }
   }
   const loads = (ind: string) => {
@@ -366,13 +374,18 @@ ${ind}}`);
   const stores = (buf: string, ind: string) => {
     const out: string[] = [`${ind}let sa = (${buf}) * ${ASZ}u;`, `${ind}let sb = (${buf}) * ${BSZ}u;`];
     for (const s of range(SA)) {
-      for (const i of range(4)) out.push(`${ind}As[sa + asi${s} + ${i * BM4}u][asc${s}] = ra${s}.${comp[i]};`);
+      for (const i of range(4)) {
+        out.push(`${ind}As[sa + asi${s} + ${i * BM4}u][asc${s}] = ra${s}.${comp[i]};`);
+      }
     }
     for (const s of range(SB)) out.push(`${ind}Bs[sb + bsi${s}] = rb${s};`);
     return out.join("\n");
   };
   const multiply = (buf: string, ind: string) => {
-    const out: string[] = [`${ind}let ab = (${buf}) * ${ASZ}u + ty;`, `${ind}let bb = (${buf}) * ${BSZ}u + tx;`];
+    const out: string[] = [
+      `${ind}let ab = (${buf}) * ${ASZ}u + ty;`,
+      `${ind}let bb = (${buf}) * ${BSZ}u + tx;`,
+    ];
     for (const kk of range(bk)) {
       out.push(`${ind}{`);
       for (const pp of range(TM4)) out.push(`${ind}  let a${pp} = As[ab + ${kk * BM4 + pp * TY}u];`);
@@ -441,7 +454,13 @@ ${epilogueStore(op, elem, `t${pp}_${i}_${q}`, "          ")}        }
   }`);
     }
   }
-  p(geluPass(op, elem, { p: TM4, q: TN4 }, `tile_m * ${bm}u + (ty + p * ${TY}u) * 4u + i`, `tile_n * ${BN4}u + tx + q * ${TX}u`));
+  p(geluPass(
+    op,
+    elem,
+    { p: TM4, q: TN4 },
+    `tile_m * ${bm}u + (ty + p * ${TY}u) * 4u + i`,
+    `tile_n * ${BN4}u + tx + q * ${TX}u`,
+  ));
   p(`}`);
   return L.join("\n") + "\n";
 }

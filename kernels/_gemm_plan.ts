@@ -1,13 +1,13 @@
 /**
  * Dispatch maths shared by the block-tiled and subgroup GEMM variants of conv2d and linear: the grid of
- * output tiles and K splits, the split-K heuristic, the GEMM fields of the uniform struct, whether the
- * subgroup kernels may run on a device, and the default order of the variants on a GPU.
+ * output tiles and K splits, the split-K heuristic, the GEMM fields of the uniform struct, whether a
+ * variant may run on a device, and the default order of the variants on a GPU.
  *
  * This module is browser compatible.
  * @module
  */
 import type { KernelSpec, LaunchLimits, UniformField } from "../engine/kernel.ts";
-import type { LoweringDevice } from "../engine/lowering.ts";
+import { deviceRefusal, type LoweringDevice } from "../engine/lowering.ts";
 
 /** What a variant's dispatch maths needs of its tile. */
 export interface GemmGeometry {
@@ -119,18 +119,9 @@ export function storageLimit(limits: LaunchLimits & Partial<GPUSupportedLimits>)
   return limits.maxStorageBufferBindingSize ?? 134217728;
 }
 
-/**
- * Whether a subgroup kernel sharing A over groups of `group` lanes may run: the device has `subgroups`
- * and the adapter's smallest subgroup has at least `group` lanes (unknown sizes: no).
- */
-export function subgroupsUsable(device: LoweringDevice | undefined, group: number): boolean {
-  return device !== undefined && device.features.has("subgroups") &&
-    device.subgroupSizes !== undefined && device.subgroupSizes.min >= group;
-}
-
-/** Whether a device grants every feature `spec` needs. */
-export function hasFeatures(spec: KernelSpec, features: { has(feature: string): boolean }): boolean {
-  return (spec.features ?? []).every((f) => features.has(f));
+/** Whether `spec` can run on `device` at all (features, subgroup size); no device: no. */
+export function runsOn(spec: KernelSpec, device: LoweringDevice | undefined): boolean {
+  return device !== undefined && deviceRefusal(spec, device) === undefined;
 }
 
 /** The GPU-side variants of one op, by role, for {@linkcode gpuOrder}. */

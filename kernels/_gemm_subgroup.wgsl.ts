@@ -13,12 +13,13 @@
  *   by subgroupShuffle: 32/G scalar loads per row and K step instead of 32
  * ```
  *
- * Assumptions, checked at run time: the subgroup has at least G lanes, and a 1-D workgroup's subgroups are
- * runs of consecutive `local_invocation_index` aligned to the subgroup size (so a group of G lanes is G
- * consecutive invocations of one logical row). WGSL does not promise the second; Vulkan, Metal and D3D12
- * do it. Where either fails, every output of the workgroup is NaN, which the engine's non-finite checks
- * report, rather than a silently wrong sum. The wrapper also refuses the variant unless the adapter's
- * `subgroupMinSize` is at least G.
+ * Assumptions: the subgroup has at least G lanes (the spec's `minSubgroupSize`: the lowering refuses the
+ * variant unless the adapter's `subgroupMinSize` is at least G, and forcing it there is an error), and a
+ * 1-D workgroup's subgroups are runs of consecutive `local_invocation_index` aligned to the subgroup size
+ * (so a group of G lanes is G consecutive invocations of one logical row). WGSL does not promise the
+ * second; Vulkan, Metal and D3D12 do it. Both are checked at run time: where either fails, the workgroup
+ * recomputes its outputs by a plain loop over K from global memory (slow, but the right sum, never NaN).
+ * The override `NO_SHUFFLE` (tests) takes that path everywhere.
  *
  * No `enable subgroups;`: Deno 2.9's naga (wgpu 29) rejects the directive ("not yet implemented") and
  * accepts the builtins when the device has the `subgroups` feature; the WGSL standard (and Chromium) want
@@ -34,13 +35,13 @@ import {
   type ElementType,
   enableLine,
   epilogueStore,
+  geluPass,
+  geluWgsl,
   GEMM_ACCURACY_CHUNK,
   gemmBindings,
   gemmBindingsComment,
   type GemmOp,
   gemmUniformStruct,
-  geluPass,
-  geluWgsl,
   toF32,
 } from "./_gemm_block.wgsl.ts";
 
@@ -99,15 +100,19 @@ export function subgroupGemmWgsl(o: SubgroupGemmOptions): string {
 // x: ${elem} [M,Din], Din % 4 == 0 · w: ${elem} [Din,Dout], Dout % 4 == 0 · b: ${elem} [Dout] · res, y: ${elem} [M,Dout]`;
   p(`${enableLine(elem)}${o.enableDirective ? "enable subgroups;\n" : ""}// ${o.name}: ${what}
 ${gemmBindingsComment(op)}
-// overrides: WG = ${SUBGROUP_GEMM_THREADS} · tile (generated, see _gemm_subgroup.wgsl.ts): ${BM} x ${4 * LN} outputs per workgroup,
+// overrides: WG = ${SUBGROUP_GEMM_THREADS} · tile (generated, see _gemm_subgroup.wgsl.ts): ${BM} x ${
+    4 * LN
+  } outputs per workgroup,
 //   K step ${BK}; lane (lrow = lid >> 5, lane = lid & 31) owns rows lrow*${TM} + j, vec4 column lane
 // dispatch: tiles = ceil(M/${BM}) * ceil(N/${4 * LN}) folded over x,y, z = splits (as the block kernels)
 // A by subgroupShuffle within groups of ${G} lanes (needs the \`subgroups\` feature, subgroup size >= ${G});
 //   B through workgroup memory (32 x 128 f32), prefetched one step ahead
-// numerics: f32 fma; partials of ${GEMM_ACCURACY_CHUNK} terms added to the total; epilogue as the block kernels; NaN
-//   everywhere if the subgroup layout is not the assumed one
+// numerics: f32 fma; partials of ${GEMM_ACCURACY_CHUNK} terms added to the total; epilogue as the block kernels;
+//   where the subgroup layout is not the assumed one (or NO_SHUFFLE != 0) a plain loop over K from global
+//   memory recomputes the workgroup's sums
 ${gemmUniformStruct(op)}
 override WG: u32 = ${SUBGROUP_GEMM_THREADS}u;
+override NO_SHUFFLE: u32 = 0u;
 
 ${gemmBindings(op, elem, true)}
 var<workgroup> Bs: array<vec4f, ${BK * LN}>;
@@ -226,7 +231,8 @@ ${ind}}`);
     }
     return out.join("\n");
   };
-  const flush = (ind: string) => J.map((j) => `${ind}tot${j} += acc${j};\n${ind}acc${j} = vec4f(0.0);`).join("\n");
+  const flush = (ind: string) =>
+    J.map((j) => `${ind}tot${j} += acc${j};\n${ind}acc${j} = vec4f(0.0);`).join("\n");
   p(`${loadB("  ")}
   for (var t = 0u; t < nt; t++) {
     workgroupBarrier(); // the previous step's multiply is done with Bs`);
@@ -242,15 +248,50 @@ ${flush("      ")}
     }
   }
 ${flush("  ")}
-  let bad = atomicLoad(&layout_bad) != 0u;
+  let bad = atomicLoad(&layout_bad) != 0u || NO_SHUFFLE != 0u;
+  if (bad) {
+    // the fallback: no shuffles, one K term at a time (not a hot path; runs only where the layout is wrong)
+${J.map((j) => `    tot${j} = vec4f(0.0);`).join("\n")}
+    for (var k = k_begin; k < k_end; k++) {
+      let bq = select(vec4f(0.0), ${toF32(elem, "w[select(0u, k * n4 + c4, cok)]")}, cok);${
+    op === "conv2d"
+      ? `
+      let ci = k % u.cin;
+      let kx = (k / u.cin) % u.kw;
+      let ky = (k / u.cin) / u.kw;`
+      : ""
+  }
+${
+    J.map((j) =>
+      op === "conv2d"
+        ? `      {
+        let iy = aiy${j} + i32(ky);
+        let ix = aix${j} + i32(kx);
+        let ok = aok${j} && iy >= 0 && iy < i32(u.h) && ix >= 0 && ix < i32(u.w);
+        let xo = ((aimg${j} + u32(iy)) * u.w + u32(ix)) * u.cin + ci;
+        tot${j} = fma(vec4f(select(0.0, ${ld("x[select(0u, xo, ok)]")}, ok)), bq, tot${j});
+      }`
+        : `      tot${j} = fma(vec4f(select(0.0, ${
+          ld(`x[select(0u, ao${j} - gl + k, aok${j})]`)
+        }, aok${j})), bq, tot${j});`
+    ).join("\n")
+  }
+    }
+  }
   let partial = u.splits > 1u;
   let plane = split * u.gm * n4;`);
   for (const j of J) {
     p(`  if (aok${j} && cok) {
     let m = am${j};
-${epilogueStore(op, elem, `tot${j}`, "    ", "bad")}  }`);
+${epilogueStore(op, elem, `tot${j}`, "    ")}  }`);
   }
-  p(geluPass(op, elem, { p: TM / 4, q: 1 }, `tile_m * ${BM}u + lrow * ${TM}u + 4u * p + i`, `tile_n * ${LN}u + lane + q`));
+  p(geluPass(
+    op,
+    elem,
+    { p: TM / 4, q: 1 },
+    `tile_m * ${BM}u + lrow * ${TM}u + 4u * p + i`,
+    `tile_n * ${LN}u + lane + q`,
+  ));
   p(`}`);
   return L.join("\n") + "\n";
 }

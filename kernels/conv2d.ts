@@ -23,7 +23,7 @@
  * `conv2d_pixel_lanes` (8 pixels x 16 channels per invocation, lanes along pixels, one channel block per
  * workgroup). The register-tiled ones need Cin % 4 == 0 and Cout % 4 == 0. The GPU-oriented variants
  * (workgroup-memory block tiles, split-K, subgroups) live in `conv2d_block.ts`; they share this op's
- * bindings, are in {@linkcode conv2dVariants}, and {@linkcode conv2dLaunch} delegates to them.
+ * bindings, are candidates of this op's lowering, and {@linkcode conv2dLaunch} delegates to them.
  *
  * Default order: on CPU rasterisers (`LoweringDevice.cpuAdapter` true or unset) the measured one above,
  * the block variants last (candidates for `--kernels` and the tuner only); on GPUs the block variants
@@ -141,13 +141,11 @@ export const conv2dPixelLanes: KernelSpec = {
   overrides: { WG: CONV2D_PIXEL_LANES_WORKGROUP_SIZE, CK: CONV2D_CHUNK },
 };
 
-/** Every variant, for tests and the bench: the register-tiled ones, then those of `conv2d_block.ts`. */
-export const conv2dVariants: readonly KernelSpec[] = [
-  conv2dDirect,
-  conv2dTiled,
-  conv2dPixelLanes,
-  ...conv2dBlockVariants,
-];
+/**
+ * The register-tiled variants (tested in conv2d_test.ts); the block variants are `conv2dBlockVariants`
+ * (conv2d_block.ts, tested in conv2d_block_test.ts). Both are in the kernel registry.
+ */
+export const conv2dVariants: readonly KernelSpec[] = [conv2dDirect, conv2dTiled, conv2dPixelLanes];
 
 /** How each variant splits the output into invocations: pixels and channels per unit, and channel alignment. */
 const tiling: Record<
@@ -298,7 +296,12 @@ function conv2dUniforms(
  * Variants in the order the planner prefers them on CPU rasterisers (fastest measured on llvmpipe and
  * lavapipe first); the GPU-oriented ones last, so they are chosen there only when forced or tuned.
  */
-const CPU_PREFERRED: readonly KernelSpec[] = [conv2dTiled, conv2dPixelLanes, conv2dDirect, ...conv2dBlockVariants];
+const CPU_PREFERRED: readonly KernelSpec[] = [
+  conv2dTiled,
+  conv2dPixelLanes,
+  conv2dDirect,
+  ...conv2dBlockVariants,
+];
 
 /**
  * The variants in the order the planner prefers them for `shape` on `device`: the CPU order unless the

@@ -41,25 +41,25 @@ import {
 } from "../engine/kernel.ts";
 import type { LoweringContext, LoweringDevice } from "../engine/lowering.ts";
 import type { Conv2dShape } from "./conv2d.ts";
-import { blockThreads } from "./_gemm_block.wgsl.ts";
+import { blockGemmWgsl, blockThreads, type BlockTile } from "./_gemm_block.wgsl.ts";
 import {
   type GemmGeometry,
   gemmGrid,
   gemmUniformFields,
   GPU_FILL_WORKGROUPS,
   gpuOrder,
+  runsOn,
   splitKCount,
   storageLimit,
-  subgroupsUsable,
 } from "./_gemm_plan.ts";
 import { SUBGROUP_GEMM_BK, SUBGROUP_GEMM_LANES, SUBGROUP_GEMM_THREADS } from "./_gemm_subgroup.wgsl.ts";
 import { splitkReduceLaunch, splitkReduceSpec } from "./splitk_reduce.ts";
 import {
   CONV2D_BLOCK128_TILE,
   CONV2D_BLOCK64_TILE,
+  CONV2D_SUBGROUP_ROWS,
   conv2dBlock128Wgsl,
   conv2dBlock64Wgsl,
-  CONV2D_SUBGROUP_ROWS,
   conv2dSubgroup32Wgsl,
   conv2dSubgroup8Wgsl,
 } from "./conv2d_block.wgsl.ts";
@@ -104,6 +104,7 @@ export const conv2dSubgroup8: KernelSpec = {
   bindings,
   overrides: { WG: SUBGROUP_GEMM_THREADS },
   features: ["subgroups"],
+  minSubgroupSize: 8,
 };
 
 /** As conv2d_subgroup8 over groups of 32 lanes; needs `subgroups` and subgroups of 32 lanes or more. */
@@ -113,6 +114,7 @@ export const conv2dSubgroup32: KernelSpec = {
   bindings,
   overrides: { WG: SUBGROUP_GEMM_THREADS },
   features: ["subgroups"],
+  minSubgroupSize: 32,
 };
 
 /** The GPU-oriented variants, in no particular order (the lowering orders them per adapter). */
@@ -124,12 +126,11 @@ export const conv2dBlockVariants: readonly KernelSpec[] = [
   conv2dSubgroup32,
 ];
 
-/** Tile, Cin alignment, split-K, and the subgroup group size of each variant. */
+/** Tile, Cin alignment and split-K of each variant. */
 interface Variant {
   readonly geometry: GemmGeometry;
   readonly cinAlign: number;
   readonly split: boolean;
-  readonly group?: number;
 }
 
 const subgroupGeometry: GemmGeometry = {
@@ -138,13 +139,45 @@ const subgroupGeometry: GemmGeometry = {
   bk: SUBGROUP_GEMM_BK,
 };
 
-const VARIANTS: ReadonlyMap<string, Variant> = new Map([
+const VARIANTS = new Map<string, Variant>([
   ["conv2d_block128", { geometry: CONV2D_BLOCK128_TILE, cinAlign: 4, split: false }],
   ["conv2d_block64", { geometry: CONV2D_BLOCK64_TILE, cinAlign: 4, split: false }],
   ["conv2d_block64_splitk", { geometry: CONV2D_BLOCK64_TILE, cinAlign: 4, split: true }],
-  ["conv2d_subgroup8", { geometry: subgroupGeometry, cinAlign: SUBGROUP_GEMM_BK, split: false, group: 8 }],
-  ["conv2d_subgroup32", { geometry: subgroupGeometry, cinAlign: SUBGROUP_GEMM_BK, split: false, group: 32 }],
+  ["conv2d_subgroup8", { geometry: subgroupGeometry, cinAlign: SUBGROUP_GEMM_BK, split: false }],
+  ["conv2d_subgroup32", { geometry: subgroupGeometry, cinAlign: SUBGROUP_GEMM_BK, split: false }],
 ]);
+
+/**
+ * A block variant with another tile, from the same generator: `conv2d_block_<BM>x<BN>k<BK>_<TM>x<TN>`
+ * (`_splitk` when split). Not offered to the lowering; for tests on adapters where the full tiles compile
+ * slowly (llvmpipe's GL takes tens of seconds per big unrolled kernel) and for tile experiments in a bench.
+ * Launch it with {@linkcode conv2dBlockLaunch}.
+ *
+ * @param tile The tile (powers of two; see `blockGemmWgsl`).
+ * @param split Whether it runs split-K (then a `splitk_reduce` step follows).
+ * @returns Its spec (the same object for the same tile).
+ */
+export function conv2dBlockTileVariant(tile: BlockTile, split = false): KernelSpec {
+  const name = `conv2d_block_${tile.bm}x${tile.bn}k${tile.bk}_${tile.tm}x${tile.tn}${split ? "_splitk" : ""}`;
+  const known = TILE_SPECS.get(name);
+  if (known) return known;
+  const spec: KernelSpec = {
+    name,
+    wgsl: blockGemmWgsl({ name, op: "conv2d", tile }),
+    bindings,
+    overrides: { WG: blockThreads(tile) },
+  };
+  VARIANTS.set(name, { geometry: tile, cinAlign: 4, split });
+  TILE_SPECS.set(name, spec);
+  return spec;
+}
+
+const TILE_SPECS = new Map<string, KernelSpec>();
+
+/** Whether the block variant `spec` runs split-K (a `splitk_reduce` step after it). */
+export function isConv2dSplitK(spec: KernelSpec): boolean {
+  return VARIANTS.get(spec.name)?.split === true;
+}
 
 /** Whether `spec` is one of {@linkcode conv2dBlockVariants} (by name). */
 export function isConv2dBlock(spec: KernelSpec): boolean {
@@ -225,7 +258,9 @@ export function conv2dBlockLaunch(
   const grid = gemmGrid(v.geometry, g, v.split ? (options.splits ?? 1) : 1);
   const largest = Math.max(g.m * g.n * grid.splits, shape.n * shape.h * shape.w * shape.cin, g.k * g.n);
   if (largest > 0xffffffff) {
-    throw new RangeError(`Cannot launch ${what}: expected fewer than 2^32 elements per tensor, got ${largest}`);
+    throw new RangeError(
+      `Cannot launch ${what}: expected fewer than 2^32 elements per tensor, got ${largest}`,
+    );
   }
   const [x, y] = foldWorkgroups(grid.tiles, limits, what);
   return {
@@ -257,18 +292,20 @@ export function conv2dBlockLaunch(
 }
 
 /**
- * The K splits the lowering gives `conv2d_block64_splitk` for `shape` (1: not worth splitting).
+ * The K splits the lowering gives a split-K variant for `shape` (1: not worth splitting).
  *
  * @param shape The convolution.
  * @param limits For the scratch's binding size (default 128 MiB).
+ * @param spec The split-K variant (default `conv2d_block64_splitk`), for its tile.
  */
 export function conv2dSplitCount(
   shape: Conv2dShape,
   limits: LaunchLimits & Partial<GPUSupportedLimits> = DEFAULT_LAUNCH_LIMITS,
+  spec: KernelSpec = conv2dBlock64SplitK,
 ): number {
   const g = gemmOf(shape);
   if (g.m < 1) return 1;
-  return splitKCount(CONV2D_BLOCK64_TILE, g, storageLimit(limits));
+  return splitKCount(VARIANTS.get(spec.name)?.geometry ?? CONV2D_BLOCK64_TILE, g, storageLimit(limits));
 }
 
 /**
@@ -278,8 +315,8 @@ export function conv2dSplitCount(
 export function conv2dBlockFits(spec: KernelSpec, shape: Conv2dShape, device?: LoweringDevice): boolean {
   const v = VARIANTS.get(spec.name);
   if (!v || shape.cin % v.cinAlign !== 0 || shape.cout % 4 !== 0) return false;
-  if (v.group !== undefined && !subgroupsUsable(device, v.group)) return false;
-  if (v.split) return conv2dSplitCount(shape, device?.limits) >= 2;
+  if ((spec.features || spec.minSubgroupSize) && !runsOn(spec, device)) return false;
+  if (v.split) return conv2dSplitCount(shape, device?.limits, spec) >= 2;
   return true;
 }
 
@@ -310,7 +347,7 @@ export function lowerConv2dBlock(ctx: LoweringContext, spec: KernelSpec, shape: 
   const split = VARIANTS.get(spec.name)!.split;
   const launch = conv2dBlockLaunch(spec, shape, {
     limits,
-    splits: split ? conv2dSplitCount(shape, limits) : 1,
+    splits: split ? conv2dSplitCount(shape, limits, spec) : 1,
   });
   if (launch.splits === 1) {
     ctx.step(spec, launch, [node.inputs[0], weight, bias, node.output]);

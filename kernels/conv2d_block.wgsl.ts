@@ -6,7 +6,7 @@
  * This module is browser compatible.
  * @module
  */
-import { type BlockTile, blockGemmWgsl } from "./_gemm_block.wgsl.ts";
+import { blockGemmWgsl, type BlockTile } from "./_gemm_block.wgsl.ts";
 import { subgroupGemmWgsl } from "./_gemm_subgroup.wgsl.ts";
 
 /** 128 x 128 outputs per workgroup, K step 8, 8 x 8 per invocation (256 invocations): big-M convolutions. */

@@ -98,7 +98,9 @@ export function splitkReduceLaunch(
   }
   const count = shape.rows * shape.cols;
   if (count * shape.splits > 0xffffffff) {
-    throw new RangeError(`Cannot launch ${what}: expected fewer than 2^32 partials, got ${count * shape.splits}`);
+    throw new RangeError(
+      `Cannot launch ${what}: expected fewer than 2^32 partials, got ${count * shape.splits}`,
+    );
   }
   const count4 = count / 4;
   return {
