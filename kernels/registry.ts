@@ -18,6 +18,7 @@ import { GROUP_NORM_APPLY_SPECS, groupNormLowering } from "./group_norm_apply.ts
 import { groupNormPartialsSpec, groupNormStatsSpec } from "./group_norm_stats.ts";
 import { layerNormLowering, layerNormSpec } from "./layer_norm.ts";
 import { linearLowering, linearVariants } from "./linear.ts";
+import { linearBlockVariants } from "./linear_block.ts";
 import { maxPoolLowering, maxPoolSpec } from "./max_pool.ts";
 import { nonfiniteCheckLaunch, nonfiniteCheckLowering, nonfiniteCheckSpec } from "./nonfinite_check.ts";
 import { resizeBilinear, resizeBilinearLaunch } from "./resize_bilinear.ts";
@@ -40,6 +41,7 @@ export const KERNELS: ReadonlyMap<string, KernelSpec> = new Map(
     resizeBilinear,
     weightStandardizeSpec,
     ...linearVariants,
+    ...linearBlockVariants,
     ...attentionVariants,
     layerNormSpec,
     vitTokensSpec,
