@@ -45,6 +45,11 @@ export interface KernelSpec {
    * an error (`deviceRefusal` in engine/lowering.ts).
    */
   readonly minSubgroupSize?: number;
+  /**
+   * A variant for GPUs (workgroup-memory tiles, split-K, subgroups): on a CPU rasteriser (`cpuAdapter` not
+   * false) lowerings choose it only when forced, and the autotuner does not time it there.
+   */
+  readonly gpuOnly?: boolean;
 }
 
 /** What one dispatch of a kernel needs. */

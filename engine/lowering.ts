@@ -106,7 +106,8 @@ export interface LoweringContext {
   hasWeight(role: string): boolean;
   /**
    * Picks the kernel variant for this node among `candidates` (most preferred first): a variant forced by
-   * name (`--kernels`) when it is a candidate and `fits` it, else the first that fits.
+   * name (`--kernels`) when it is a candidate and `fits` it, else the first that fits (on a CPU rasteriser
+   * leaving out the `gpuOnly` ones not forced).
    *
    * @throws {TypeError} When no candidate fits, naming the node.
    * @throws {RangeError} When a forced candidate cannot run on this device ({@linkcode deviceRefusal}).
@@ -233,7 +234,11 @@ export function lowerGraph(
             throw new RangeError(`Cannot use kernel "${c.name}" for "${node.name}" on this device: ${why}`);
           }
         }
-        const fitting = candidates.filter(fits);
+        // GPU-only variants on a CPU rasteriser: only when forced (so the tuner does not time them there)
+        const offered = device.cpuAdapter === false
+          ? candidates
+          : candidates.filter((c) => !c.gpuOnly || forced.has(c.name));
+        const fitting = offered.filter(fits);
         const picked = options.pick?.(node, fitting);
         const chosen = fitting.find((c) => forced.has(c.name)) ?? fitting.find((c) => c.name === picked) ??
           fitting[0];

@@ -78,6 +78,7 @@ export const conv2dBlock128: KernelSpec = {
   name: "conv2d_block128",
   wgsl: conv2dBlock128Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: blockThreads(CONV2D_BLOCK128_TILE) },
 };
 
@@ -86,6 +87,7 @@ export const conv2dBlock64: KernelSpec = {
   name: "conv2d_block64",
   wgsl: conv2dBlock64Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: blockThreads(CONV2D_BLOCK64_TILE) },
 };
 
@@ -94,6 +96,7 @@ export const conv2dBlock64SplitK: KernelSpec = {
   name: "conv2d_block64_splitk",
   wgsl: conv2dBlock64Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: blockThreads(CONV2D_BLOCK64_TILE) },
 };
 
@@ -102,6 +105,7 @@ export const conv2dSubgroup8: KernelSpec = {
   name: "conv2d_subgroup8",
   wgsl: conv2dSubgroup8Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: SUBGROUP_GEMM_THREADS },
   features: ["subgroups"],
   minSubgroupSize: 8,
@@ -112,6 +116,7 @@ export const conv2dSubgroup32: KernelSpec = {
   name: "conv2d_subgroup32",
   wgsl: conv2dSubgroup32Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: SUBGROUP_GEMM_THREADS },
   features: ["subgroups"],
   minSubgroupSize: 32,
@@ -165,6 +170,7 @@ export function conv2dBlockTileVariant(tile: BlockTile, split = false): KernelSp
     name,
     wgsl: blockGemmWgsl({ name, op: "conv2d", tile }),
     bindings,
+    gpuOnly: true,
     overrides: { WG: blockThreads(tile) },
   };
   VARIANTS.set(name, { geometry: tile, cinAlign: 4, split });

@@ -76,6 +76,7 @@ export const linearBlock128: KernelSpec = {
   name: "linear_block128",
   wgsl: linearBlock128Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: blockThreads(LINEAR_BLOCK128_TILE) },
 };
 
@@ -84,6 +85,7 @@ export const linearBlock64: KernelSpec = {
   name: "linear_block64",
   wgsl: linearBlock64Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: blockThreads(LINEAR_BLOCK64_TILE) },
 };
 
@@ -92,6 +94,7 @@ export const linearBlock64SplitK: KernelSpec = {
   name: "linear_block64_splitk",
   wgsl: linearBlock64Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: blockThreads(LINEAR_BLOCK64_TILE) },
 };
 
@@ -100,6 +103,7 @@ export const linearSubgroup8: KernelSpec = {
   name: "linear_subgroup8",
   wgsl: linearSubgroup8Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: SUBGROUP_GEMM_THREADS },
   features: ["subgroups"],
   minSubgroupSize: 8,
@@ -110,6 +114,7 @@ export const linearSubgroup32: KernelSpec = {
   name: "linear_subgroup32",
   wgsl: linearSubgroup32Wgsl,
   bindings,
+  gpuOnly: true,
   overrides: { WG: SUBGROUP_GEMM_THREADS },
   features: ["subgroups"],
   minSubgroupSize: 32,
@@ -162,6 +167,7 @@ export function linearBlockTileVariant(tile: BlockTile, split = false): KernelSp
     name,
     wgsl: blockGemmWgsl({ name, op: "linear", tile }),
     bindings,
+    gpuOnly: true,
     overrides: { WG: blockThreads(tile) },
   };
   VARIANTS.set(name, { geometry: tile, split });
