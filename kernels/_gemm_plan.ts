@@ -24,8 +24,11 @@ export interface GemmGeometry {
  * Not measured yet (no GPU in the task that wrote this): the autotuner has the last word on a GPU.
  */
 export const GPU_FILL_WORKGROUPS = 264;
-/** Fewest K steps a split gets (a split's fixed cost, loads before the first FMA, must stay small). */
-export const SPLITK_MIN_STEPS = 8;
+/**
+ * Fewest K steps a split gets: its fixed cost (loads before the first FMA) must stay small against its
+ * FMAs; 4 steps of the 64 x 64 tile are 64 K terms, one accuracy chunk.
+ */
+export const SPLITK_MIN_STEPS = 4;
 /** Most splits: the reduction reads S partials per output. */
 export const SPLITK_MAX_SPLITS = 16;
 
