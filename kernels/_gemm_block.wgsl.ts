@@ -334,6 +334,16 @@ fn main(
       }
     }
   }
+  // After a K step, the gather's channel may have passed Cin up to BK/4 times (Cin >= 4): that many
+  // unrolled wraps, no loop and no division.
+  const wraps = (s: number, ind: string) =>
+    range(BK4).map(() =>
+      `${ind}if (aci${s} >= u.cin) {
+${ind}  aci${s} -= u.cin;
+${ind}  akx${s} += 1u;
+${ind}  if (akx${s} == u.kw) { akx${s} = 0u; aky${s} += 1u; }
+${ind}}`
+    ).join("\n");
   const loads = (ind: string) => {
     const out: string[] = [];
     for (const s of range(SA)) {
@@ -346,11 +356,7 @@ ${ind}  let xi = (((aimg${s} + u32(iy)) * u.w + u32(ix)) * u.cin + aci${s}) >> 2
 ${ind}  ra${s} = select(vec4f(0.0), ${toF32(elem, `x[select(0u, xi, ok)]`)}, ok);
 ${ind}  ak${s} += ${bk}u;
 ${ind}  aci${s} += ${bk}u;
-${ind}  while (aci${s} >= u.cin) {
-${ind}    aci${s} -= u.cin;
-${ind}    akx${s} += 1u;
-${ind}    if (akx${s} == u.kw) { akx${s} = 0u; aky${s} += 1u; }
-${ind}  }
+${wraps(s, `${ind}  `)}
 ${ind}}`);
       } else {
         out.push(`${ind}{

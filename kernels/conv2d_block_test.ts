@@ -29,6 +29,7 @@ import { GPU_FILL_WORKGROUPS } from "./_gemm_plan.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
+import { kLoopBody } from "../tests/_wgsl_loops.ts";
 
 /** Float32-rounded random data as float64, so the reference sees exactly what the GPU sees. */
 function f32Data(n: number, seed: number): Float64Array {
@@ -432,4 +433,14 @@ Deno.test("conv2dBlockLaunch() rejects channels the variant cannot take, with a 
     name: "TypeError",
     message: /fit/,
   });
+});
+
+Deno.test("the conv2d block kernels' K loops are unrolled: no division, modulo or inner loop", () => {
+  for (const spec of [conv2dBlock128, conv2dBlock64, conv2dSubgroup8, conv2dSubgroup32, ...SMALL_TILES]) {
+    const body = kLoopBody(spec.wgsl);
+    assert.doesNotMatch(body, /[/%]/, spec.name);
+    assert.doesNotMatch(body.slice(1), /\b(for|while|loop)\b/, spec.name);
+    // the multiply of one K step is written out: BM/TM * BN/TN invocations each issue TM*TN/4 vec4 FMAs per k
+    assert.ok((body.match(/fma\(/g) ?? []).length >= 8, spec.name);
+  }
 });

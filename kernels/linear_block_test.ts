@@ -27,6 +27,7 @@ import { splitkReduceLaunch, splitkReduceSpec } from "./splitk_reduce.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
+import { kLoopBody } from "../tests/_wgsl_loops.ts";
 
 function f32Data(n: number, seed: number): Float64Array {
   return Float64Array.from(new Float32Array(randomFloats(n, seed)));
@@ -283,4 +284,12 @@ Deno.test("the linear block cases split K for the split-K variants", () => {
   assert.ok(n >= 4, `${n}`);
   assert.ok(cases.some(({ shape }) => shape.activation === "gelu" && shape.bias));
   assert.ok(cases.some(({ shape }) => shape.accumulate));
+});
+
+Deno.test("the linear block kernels' K loops are unrolled: no division, modulo or inner loop", () => {
+  for (const spec of [linearBlock128, linearBlock64, linearSubgroup8, linearSubgroup32, ...SMALL_TILES]) {
+    const body = kLoopBody(spec.wgsl);
+    assert.doesNotMatch(body, /[/%]/, spec.name);
+    assert.doesNotMatch(body.slice(1), /\b(for|while|loop)\b/, spec.name);
+  }
 });
