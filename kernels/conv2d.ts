@@ -26,7 +26,7 @@
  * bindings, are candidates of this op's lowering, and {@linkcode conv2dLaunch} delegates to them.
  *
  * Default order: on CPU rasterisers (`LoweringDevice.cpuAdapter` true or unset) the measured one above,
- * the block variants last (candidates for `--kernels` and the tuner only); on GPUs the block variants
+ * the block variants last (`gpuOnly`: chosen there only when forced by `--kernels`); on GPUs the block variants
  * first, ordered per shape by `conv2dBlockGpuOrder`.
  *
  * This module is browser compatible.
@@ -294,7 +294,7 @@ function conv2dUniforms(
 
 /**
  * Variants in the order the planner prefers them on CPU rasterisers (fastest measured on llvmpipe and
- * lavapipe first); the GPU-oriented ones last, so they are chosen there only when forced or tuned.
+ * lavapipe first); the GPU-oriented ones last, so they are chosen there only when forced (`gpuOnly`).
  */
 const CPU_PREFERRED: readonly KernelSpec[] = [
   conv2dTiled,

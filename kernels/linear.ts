@@ -141,7 +141,7 @@ export const linearVariants: readonly KernelSpec[] = [linearBigTile, linearTiled
 /**
  * The variants in the order the planner prefers them for `shape` on `device`: on CPU rasterisers
  * (`cpuAdapter` true or unset) {@linkcode linearVariants} and the block variants last (chosen only when
- * forced or tuned); on a GPU the block variants first (`linearBlockGpuOrder`), then linear_tiled (whose
+ * forced: `gpuOnly`); on a GPU the block variants first (`linearBlockGpuOrder`), then linear_tiled (whose
  * register tile does not spill), linear_big_tile, linear_direct.
  */
 export function linearPreferred(shape: LinearShape, device?: LoweringDevice): readonly KernelSpec[] {
