@@ -10,7 +10,14 @@
  */
 import type { Graph, GraphNode } from "../engine/graph.ts";
 import { numel, type Shape } from "../engine/kernel.ts";
-import { lowerGraph, type LoweringTable, type OpLowering, type WeightBinding } from "../engine/lowering.ts";
+import type { Gpu } from "../engine/device.ts";
+import {
+  lowerGraph,
+  loweringDevice,
+  type LoweringTable,
+  type OpLowering,
+  type WeightBinding,
+} from "../engine/lowering.ts";
 import type { PipelineCache, Plan, PlanDevice } from "../engine/plan.ts";
 import { LOWERINGS } from "../kernels/registry.ts";
 import { type CaseData, type NodeCase, OP_BENCH, type OpBench } from "./op_table.ts";
@@ -179,7 +186,8 @@ export async function buildNodePlan(
       { ...shape.graph, nodes },
       TABLE,
       weights,
-      { limits: gpu.limits, features: gpu.features },
+      // an acquired Gpu: its adapter kind and subgroup sizes too (the subgroup variants need them)
+      "adapterInfo" in gpu ? loweringDevice(gpu as Gpu) : { limits: gpu.limits, features: gpu.features },
       { label: `bench/${shape.op}`, forcedKernels: options.forcedKernels },
     );
     for (const name of shape.extraInputs) builder.input(name, builder.bytesOf(name));

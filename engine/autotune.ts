@@ -223,6 +223,4 @@ export function tuningScope(
 }
 
 /** Adapters that are CPU rasterisers, where the defaults are already the measured best. */
-export function isSoftwareAdapter(description: string): boolean {
-  return /llvmpipe|lavapipe|swiftshader|software/i.test(description);
-}
+export { isSoftwareAdapter } from "./device.ts";

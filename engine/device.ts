@@ -27,6 +27,12 @@ export interface AcquireGpuOptions {
   f16?: boolean;
   /** Ask for `timestamp-query` when the adapter offers it (default false). */
   timestamps?: boolean;
+  /**
+   * Ask for `subgroups` (default true). Deno 2.9 (wgpu 29) grants it on adapters whose `features` do not
+   * list it (lavapipe), so it is asked for whatever the list says, and the device is requested again
+   * without it when the adapter refuses.
+   */
+  subgroups?: boolean;
   /** The `navigator.gpu` to use (default the global one). */
   gpu?: GPU;
 }
@@ -35,8 +41,20 @@ export interface AcquireGpuOptions {
 export interface Gpu {
   /** The device. */
   readonly device: GPUDevice;
-  /** Adapter description, vendor and architecture, for logs and benchmark records. */
-  readonly adapterInfo: { description: string; vendor: string; architecture: string; device: string };
+  /**
+   * Adapter description, vendor and architecture, for logs and benchmark records; the subgroup sizes when
+   * the adapter reports them.
+   */
+  readonly adapterInfo: {
+    description: string;
+    vendor: string;
+    architecture: string;
+    device: string;
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+  };
+  /** Whether the adapter is a CPU rasteriser (a fallback adapter, or llvmpipe, lavapipe, SwiftShader). */
+  readonly cpuAdapter: boolean;
   /** Features granted to the device. */
   readonly features: ReadonlySet<string>;
   /** Limits granted to the device (the adapter's maxima for {@linkcode WANTED_LIMITS}). */
@@ -92,8 +110,26 @@ export async function acquireGpu(options: AcquireGpuOptions = {}): Promise<Gpu> 
   const requiredFeatures: GPUFeatureName[] = [];
   if (options.f16 !== false && adapter.features.has("shader-f16")) requiredFeatures.push("shader-f16");
   if (options.timestamps && adapter.features.has("timestamp-query")) requiredFeatures.push("timestamp-query");
-  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: "derm-webgpu" });
-  const info = adapter.info ?? {};
+  let device: GPUDevice;
+  try {
+    const withSubgroups: GPUFeatureName[] = options.subgroups === false
+      ? requiredFeatures
+      : [...requiredFeatures, "subgroups" as GPUFeatureName];
+    device = await adapter.requestDevice({
+      requiredLimits,
+      requiredFeatures: withSubgroups,
+      label: "derm-webgpu",
+    });
+  } catch (e) {
+    // An adapter without subgroups refuses the feature with a TypeError before it is consumed.
+    if (options.subgroups === false || !(e instanceof TypeError)) throw e;
+    device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: "derm-webgpu" });
+  }
+  const info = (adapter.info ?? {}) as GPUAdapterInfo & {
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+    isFallbackAdapter?: boolean;
+  };
   let lostError: DeviceLostError | undefined;
   const lost = device.lost.then((info) => {
     lostError = new DeviceLostError(
@@ -109,7 +145,10 @@ export async function acquireGpu(options: AcquireGpuOptions = {}): Promise<Gpu> 
       vendor: info.vendor ?? "",
       architecture: info.architecture ?? "",
       device: info.device ?? "",
+      subgroupMinSize: info.subgroupMinSize,
+      subgroupMaxSize: info.subgroupMaxSize,
     },
+    cpuAdapter: info.isFallbackAdapter === true || isSoftwareAdapter(info.description ?? ""),
     features: new Set([...device.features] as string[]),
     limits: device.limits,
     lost,
@@ -144,6 +183,11 @@ export async function checkedGpuCall<T>(device: GPUDevice, layer: string, fn: ()
     }
   }
   return result;
+}
+
+/** Adapters that are CPU rasterisers by their description, where the defaults are the measured best. */
+export function isSoftwareAdapter(description: string): boolean {
+  return /llvmpipe|lavapipe|swiftshader|software/i.test(description);
 }
 
 /** Describes the device for `--verbose`: adapter and the limits that matter to the engine. */

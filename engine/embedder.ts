@@ -20,7 +20,7 @@ import { NonFiniteError } from "./errors.ts";
 import { numel } from "./kernel.ts";
 import type { Graph, GraphNode } from "./graph.ts";
 import type { KernelSpec } from "./kernel.ts";
-import { graphFlops, lowerGraph, type LoweringTable } from "./lowering.ts";
+import { graphFlops, lowerGraph, loweringDevice, type LoweringTable } from "./lowering.ts";
 import type { ModelDefinition, ModelFacts } from "./model.ts";
 import { createKernelPipeline, PipelineCache, type Plan } from "./plan.ts";
 import { type DecodedImage, decodeImage, type DecodeImageOptions } from "./image_decode.ts";
@@ -28,14 +28,7 @@ import { type InputResizeKernel, InputStage } from "./input_stage.ts";
 import type { Preprocessing } from "./preprocessing.ts";
 import { type NonfiniteKernel, type ResidentWeights, uploadWeights } from "./weights_upload.ts";
 import type { TensorSource } from "./tensor_source.ts";
-import {
-  isSoftwareAdapter,
-  MemoryTuningCache,
-  type TunedChoice,
-  tuneGraph,
-  type TuningCache,
-  tuningScope,
-} from "./autotune.ts";
+import { MemoryTuningCache, type TunedChoice, tuneGraph, type TuningCache, tuningScope } from "./autotune.ts";
 
 /** The kernels the runtime needs, from `kernels/registry.ts`. */
 export interface RuntimeKernels {
@@ -209,7 +202,7 @@ export class Embedder {
       throw new RangeError(`Cannot keep ${options.inFlight} batches in flight: expected 1 to 8`);
     }
     const tune = options.tune ?? "auto";
-    this.#tune = tune === "always" || (tune === "auto" && !isSoftwareAdapter(gpu.adapterInfo.description));
+    this.#tune = tune === "always" || (tune === "auto" && !gpu.cpuAdapter);
     this.#tuningCache = options.tuningCache ?? new MemoryTuningCache();
     this.#tuningScope = tuningScope(gpu.adapterInfo, options.engineVersion ?? "derm-webgpu");
     const one = model.graph(this.size, 1);
@@ -318,11 +311,11 @@ export class Embedder {
     nonfiniteFlags?: { buffer: GPUBuffer; stride: number },
   ): Promise<BatchPlan> {
     const graph = this.model.graph(this.size, batch, { checkpoints: keep.length > 0 });
-    const device = { limits: this.gpu.limits, features: this.gpu.features };
+    const device = loweringDevice(this.gpu);
     let pick: ((node: GraphNode, fitting: readonly KernelSpec[]) => string | undefined) | undefined;
     if (this.#tune) {
       const tuned = await tuneGraph(
-        { ...device, device: this.gpu.device, lostError: this.gpu.lostError },
+        { ...device, limits: this.gpu.limits, device: this.gpu.device, lostError: this.gpu.lostError },
         graph,
         this.#kernels.lowerings,
         this.weights.buffers,

@@ -34,6 +34,22 @@ export interface KernelSpec {
   readonly bindings: readonly KernelBinding[];
   /** Values of the WGSL `override` constants (workgroup and tile sizes). */
   readonly overrides: Readonly<Record<string, number>>;
+  /**
+   * Device features the WGSL needs (e.g. `subgroups`); absent: none. Lowerings do not choose the variant
+   * on a device without them, and creating its pipeline there fails with a RangeError naming the feature.
+   */
+  readonly features?: readonly string[];
+  /**
+   * The fewest subgroup lanes the WGSL assumes (subgroup kernels); absent: no assumption. Lowerings do not
+   * choose the variant where the adapter's `subgroupMinSize` is smaller or unknown, and forcing it there is
+   * an error (`deviceRefusal` in engine/lowering.ts).
+   */
+  readonly minSubgroupSize?: number;
+  /**
+   * A variant for GPUs (workgroup-memory tiles, split-K, subgroups): on a CPU rasteriser (`cpuAdapter` not
+   * false) lowerings choose it only when forced, and the autotuner does not time it there.
+   */
+  readonly gpuOnly?: boolean;
 }
 
 /** What one dispatch of a kernel needs. */

@@ -12,6 +12,7 @@
  * This module is browser compatible.
  * @module
  */
+import type { Gpu } from "./device.ts";
 import type { KernelLaunch, KernelSpec, LaunchLimits, Shape } from "./kernel.ts";
 import { numel } from "./kernel.ts";
 import type { Graph, GraphNode, OpShape } from "./graph.ts";
@@ -30,12 +31,63 @@ export interface WeightBinding {
   readonly size?: number;
 }
 
-/** Device facts a lowering may use: limits and features. */
+/** Device facts a lowering may use: limits, features, and what kind of adapter it is. */
 export interface LoweringDevice {
   /** Limits (workgroups per dimension, storage binding size, workgroup storage). */
   readonly limits: LaunchLimits & Partial<GPUSupportedLimits>;
   /** Features granted (`shader-f16`, `subgroups`, ...). */
   readonly features: ReadonlySet<string>;
+  /**
+   * Whether the adapter is a CPU rasteriser (llvmpipe, lavapipe, SwiftShader): ops keep the variant order
+   * measured there (register tiles, no workgroup memory). `false` says it is a GPU: ops put their
+   * workgroup-memory block tiles first. Undefined counts as a CPU rasteriser (the order of old callers).
+   */
+  readonly cpuAdapter?: boolean;
+  /** The adapter's subgroup sizes (`GPUAdapterInfo.subgroupMinSize`/`subgroupMaxSize`), when known. */
+  readonly subgroupSizes?: { readonly min: number; readonly max: number };
+}
+
+/**
+ * The lowering facts of an acquired device: its limits and features, whether it is a CPU rasteriser, and
+ * its subgroup sizes.
+ *
+ * @param gpu The device, from `acquireGpu`.
+ * @returns Its {@linkcode LoweringDevice}.
+ */
+export function loweringDevice(
+  gpu: Pick<Gpu, "limits" | "features" | "cpuAdapter" | "adapterInfo">,
+): LoweringDevice {
+  const { subgroupMinSize: min, subgroupMaxSize: max } = gpu.adapterInfo;
+  return {
+    limits: gpu.limits,
+    features: gpu.features,
+    cpuAdapter: gpu.cpuAdapter,
+    subgroupSizes: min !== undefined && max !== undefined ? { min, max } : undefined,
+  };
+}
+
+/**
+ * Why `spec` cannot run on `device` at all (a feature it lacks, subgroups smaller than the WGSL assumes),
+ * or undefined when it can. Shape limits are the op's `fits`, not this.
+ *
+ * @param spec The variant.
+ * @param device The device's facts.
+ * @returns The reason, as the end of a "Cannot ..." message, or undefined.
+ */
+export function deviceRefusal(spec: KernelSpec, device: LoweringDevice): string | undefined {
+  for (const f of spec.features ?? []) {
+    if (!device.features.has(f)) {
+      return `expected device feature "${f}", got ${[...device.features].sort().join(", ") || "none"}`;
+    }
+  }
+  const need = spec.minSubgroupSize;
+  if (need !== undefined && !(device.subgroupSizes && device.subgroupSizes.min >= need)) {
+    const got = device.subgroupSizes
+      ? `${device.subgroupSizes.min} to ${device.subgroupSizes.max}`
+      : "sizes the adapter does not report";
+    return `expected subgroups of at least ${need} lanes, got ${got}`;
+  }
+  return undefined;
 }
 
 /** What an op's entry sees while lowering one node. */
@@ -54,9 +106,11 @@ export interface LoweringContext {
   hasWeight(role: string): boolean;
   /**
    * Picks the kernel variant for this node among `candidates` (most preferred first): a variant forced by
-   * name (`--kernels`) when it is a candidate and `fits` it, else the first that fits.
+   * name (`--kernels`) when it is a candidate and `fits` it, else the first that fits (on a CPU rasteriser
+   * leaving out the `gpuOnly` ones not forced).
    *
    * @throws {TypeError} When no candidate fits, naming the node.
+   * @throws {RangeError} When a forced candidate cannot run on this device ({@linkcode deviceRefusal}).
    */
   choose(candidates: readonly KernelSpec[], fits: (spec: KernelSpec) => boolean): KernelSpec;
   /** Records a dispatch labelled `<node>/<spec.name>`; bindings are tensor names or weights. */
@@ -174,7 +228,17 @@ export function lowerGraph(
         return weightOf(role) !== undefined;
       },
       choose(candidates, fits) {
-        const fitting = candidates.filter(fits);
+        for (const c of candidates) {
+          const why = forced.has(c.name) ? deviceRefusal(c, device) : undefined;
+          if (why) {
+            throw new RangeError(`Cannot use kernel "${c.name}" for "${node.name}" on this device: ${why}`);
+          }
+        }
+        // GPU-only variants on a CPU rasteriser: only when forced (so the tuner does not time them there)
+        const offered = device.cpuAdapter === false
+          ? candidates
+          : candidates.filter((c) => !c.gpuOnly || forced.has(c.name));
+        const fitting = offered.filter(fits);
         const picked = options.pick?.(node, fitting);
         const chosen = fitting.find((c) => forced.has(c.name)) ?? fitting.find((c) => c.name === picked) ??
           fitting[0];

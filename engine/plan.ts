@@ -66,6 +66,15 @@ export interface PlanStats {
  * buffer), so bindings a variant does not read still validate.
  */
 export function createKernelPipeline(device: GPUDevice, spec: KernelSpec): GPUComputePipeline {
+  for (const feature of spec.features ?? []) {
+    if (!device.features.has(feature as GPUFeatureName)) {
+      throw new RangeError(
+        `Cannot create the pipeline of "${spec.name}": expected device feature "${feature}", got ${
+          [...device.features].sort().join(", ") || "none"
+        }`,
+      );
+    }
+  }
   const entries: GPUBindGroupLayoutEntry[] = spec.bindings.map((b, i) => ({
     binding: i,
     visibility: GPUShaderStage.COMPUTE,

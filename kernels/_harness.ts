@@ -25,14 +25,15 @@ function align4(n: number): number {
  * @param spec The kernel variant.
  * @param launch Workgroups and uniforms from the kernel's launch function.
  * @param buffers One entry per binding of `spec`, in order.
- * @param options `repeat` dispatches that many times in one pass (for benchmarks).
+ * @param options `repeat` dispatches that many times in one pass (for benchmarks); `pipeline`, one made
+ *   from `spec` before, to run instead of creating it again (for kernels that compile slowly).
  */
 export async function runKernelOnce(
   device: GPUDevice,
   spec: KernelSpec,
   launch: KernelLaunch,
   buffers: readonly HarnessBuffer[],
-  options: { repeat?: number } = {},
+  options: { repeat?: number; pipeline?: GPUComputePipeline } = {},
 ): Promise<ArrayBuffer[]> {
   if (buffers.length !== spec.bindings.length) {
     throw new TypeError(
@@ -42,7 +43,7 @@ export async function runKernelOnce(
   const created: GPUBuffer[] = [];
   try {
     return await checkedGpuCall(device, spec.name, () => {
-      const pipeline = createKernelPipeline(device, spec);
+      const pipeline = options.pipeline ?? createKernelPipeline(device, spec);
       const gpuBuffers = buffers.map((b, i) => {
         const size = align4("bytes" in b ? b.bytes : b.byteLength);
         const buffer = device.createBuffer({

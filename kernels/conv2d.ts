@@ -21,7 +21,13 @@
  * Variants: `conv2d_direct` (one output per invocation, any Cin/Cout: the baseline), `conv2d_tiled` (8 pixels
  * x 8 channels per invocation, lanes along channels: the fastest on llvmpipe/lavapipe, the default) and
  * `conv2d_pixel_lanes` (8 pixels x 16 channels per invocation, lanes along pixels, one channel block per
- * workgroup). The register-tiled ones need Cin % 4 == 0 and Cout % 4 == 0.
+ * workgroup). The register-tiled ones need Cin % 4 == 0 and Cout % 4 == 0. The GPU-oriented variants
+ * (workgroup-memory block tiles, split-K, subgroups) live in `conv2d_block.ts`; they share this op's
+ * bindings, are candidates of this op's lowering, and {@linkcode conv2dLaunch} delegates to them.
+ *
+ * Default order: on CPU rasterisers (`LoweringDevice.cpuAdapter` true or unset) the measured one above,
+ * the block variants last (`gpuOnly`: chosen there only when forced by `--kernels`); on GPUs the block variants
+ * first, ordered per shape by `conv2dBlockGpuOrder`.
  *
  * This module is browser compatible.
  * @module
@@ -37,7 +43,15 @@ import {
   type UniformField,
 } from "../engine/kernel.ts";
 import { expectInputs, flagAttr, type GraphNode, numberAttr } from "../engine/graph.ts";
-import type { OpLowering } from "../engine/lowering.ts";
+import type { LoweringDevice, OpLowering } from "../engine/lowering.ts";
+import {
+  conv2dBlockFits,
+  conv2dBlockGpuOrder,
+  conv2dBlockLaunch,
+  conv2dBlockVariants,
+  isConv2dBlock,
+  lowerConv2dBlock,
+} from "./conv2d_block.ts";
 import {
   conv2dDirectWgsl,
   conv2dPixelLanesWgsl,
@@ -127,7 +141,10 @@ export const conv2dPixelLanes: KernelSpec = {
   overrides: { WG: CONV2D_PIXEL_LANES_WORKGROUP_SIZE, CK: CONV2D_CHUNK },
 };
 
-/** Every variant, for tests and the bench. */
+/**
+ * The register-tiled variants (tested in conv2d_test.ts); the block variants are `conv2dBlockVariants`
+ * (conv2d_block.ts, tested in conv2d_block_test.ts). Both are in the kernel registry.
+ */
 export const conv2dVariants: readonly KernelSpec[] = [conv2dDirect, conv2dTiled, conv2dPixelLanes];
 
 /** How each variant splits the output into invocations: pixels and channels per unit, and channel alignment. */
@@ -188,6 +205,7 @@ export function conv2dLaunch(
   shape: Conv2dShape,
   limits: LaunchLimits = DEFAULT_LAUNCH_LIMITS,
 ): KernelLaunch & { outShape: [number, number, number, number] } {
+  if (isConv2dBlock(spec)) return conv2dBlockLaunch(spec, shape, { limits });
   const what = spec.name;
   const t = tiling[spec.name];
   if (!t) throw new TypeError(`Cannot launch ${what}: expected a conv2d variant, got "${spec.name}"`);
@@ -274,11 +292,36 @@ function conv2dUniforms(
   return packUniforms(fields);
 }
 
-/** Variants in the order the planner prefers them (fastest on the adapters measured first). */
-const PREFERRED = [conv2dTiled, conv2dPixelLanes, conv2dDirect];
+/**
+ * Variants in the order the planner prefers them on CPU rasterisers (fastest measured on llvmpipe and
+ * lavapipe first); the GPU-oriented ones last, so they are chosen there only when forced (`gpuOnly`).
+ */
+const CPU_PREFERRED: readonly KernelSpec[] = [
+  conv2dTiled,
+  conv2dPixelLanes,
+  conv2dDirect,
+  ...conv2dBlockVariants,
+];
 
-/** Whether `spec` can run `shape` (its channel alignment). */
-export function conv2dFits(spec: KernelSpec, shape: Pick<Conv2dShape, "cin" | "cout">): boolean {
+/**
+ * The variants in the order the planner prefers them for `shape` on `device`: the CPU order unless the
+ * device says it is not a CPU rasteriser (`cpuAdapter: false`), then the block variants first.
+ */
+export function conv2dPreferred(shape: Conv2dShape, device?: LoweringDevice): readonly KernelSpec[] {
+  if (device?.cpuAdapter !== false) return CPU_PREFERRED;
+  return [...conv2dBlockGpuOrder(shape), conv2dTiled, conv2dPixelLanes, conv2dDirect];
+}
+
+/**
+ * Whether `spec` can run `shape`: its channel alignment; for the block variants also the device's
+ * features and, for split-K, whether splitting pays (which needs the whole shape).
+ */
+export function conv2dFits(
+  spec: KernelSpec,
+  shape: Pick<Conv2dShape, "cin" | "cout"> | Conv2dShape,
+  device?: LoweringDevice,
+): boolean {
+  if (isConv2dBlock(spec)) return "kh" in shape && conv2dBlockFits(spec, shape, device);
   const t = tiling[spec.name];
   return t !== undefined && shape.cin % t.align === 0 && shape.cout % t.align === 0;
 }
@@ -332,7 +375,11 @@ export const conv2dLowering: OpLowering = {
   lower(ctx) {
     const node = ctx.node;
     const shape = nodeShape(node, ctx.shape(node.inputs[0]));
-    const spec = ctx.choose(PREFERRED, (c) => conv2dFits(c, shape));
+    const spec = ctx.choose(conv2dPreferred(shape, ctx.device), (c) => conv2dFits(c, shape, ctx.device));
+    if (isConv2dBlock(spec)) {
+      lowerConv2dBlock(ctx, spec, shape);
+      return;
+    }
     const launch = conv2dLaunch(spec, shape, ctx.device.limits);
     const weight = ctx.weight("weight");
     // Without a bias the binding is unread: the weights stand in (read-only aliasing is allowed).

@@ -44,7 +44,14 @@ import {
   type Shape,
 } from "../engine/kernel.ts";
 import { type GraphNode, numberAttr, stringAttr } from "../engine/graph.ts";
-import type { LoweringContext, OpLowering } from "../engine/lowering.ts";
+import type { LoweringContext, LoweringDevice, OpLowering } from "../engine/lowering.ts";
+import {
+  isLinearBlock,
+  linearBlockFits,
+  linearBlockGpuOrder,
+  linearBlockVariants,
+  lowerLinearBlock,
+} from "./linear_block.ts";
 import { checkedWeight, leadingRows, nodeError } from "./_lowering.ts";
 import {
   LINEAR_BIG_TILE_COLUMNS4,
@@ -125,8 +132,24 @@ export const linearBigTile: KernelSpec = {
   overrides: { WG: LINEAR_BIG_TILE_WORKGROUP_SIZE, CK: LINEAR_CHUNK },
 };
 
-/** Every variant, most preferred first, for the lowering, tests and benchmarks. */
+/**
+ * The register-tiled variants, most preferred first on CPU rasterisers (tested in linear_test.ts); the block
+ * variants are `linearBlockVariants` (linear_block.ts, tested in linear_block_test.ts).
+ */
 export const linearVariants: readonly KernelSpec[] = [linearBigTile, linearTiled, linearDirect];
+
+/**
+ * The variants in the order the planner prefers them for `shape` on `device`: on CPU rasterisers
+ * (`cpuAdapter` true or unset) {@linkcode linearVariants} and the block variants last (chosen only when
+ * forced: `gpuOnly`); on a GPU the block variants first (`linearBlockGpuOrder`), then linear_tiled (whose
+ * register tile does not spill), linear_big_tile, linear_direct.
+ */
+export function linearPreferred(shape: LinearShape, device?: LoweringDevice): readonly KernelSpec[] {
+  if (device?.cpuAdapter !== false) return CPU_PREFERRED;
+  return [...linearBlockGpuOrder(shape), linearTiled, linearBigTile, linearDirect];
+}
+
+const CPU_PREFERRED: readonly KernelSpec[] = [...linearVariants, ...linearBlockVariants];
 
 /** How each variant splits the output: rows and features per invocation, and feature alignment. */
 const tiling: Record<string, { rows: number; features: number; align: number }> = {
@@ -135,8 +158,16 @@ const tiling: Record<string, { rows: number; features: number; align: number }> 
   linear_big_tile: { rows: LINEAR_BIG_TILE_TILE_ROWS, features: LINEAR_BIG_TILE_TILE_FEATURES, align: 4 },
 };
 
-/** Whether `spec` can run `shape` (its Din/Dout alignment). */
-export function linearFits(spec: KernelSpec, shape: Pick<LinearShape, "din" | "dout">): boolean {
+/**
+ * Whether `spec` can run `shape` (its Din/Dout alignment); for the block variants also the device and,
+ * for split-K, whether splitting pays (which needs the whole shape).
+ */
+export function linearFits(
+  spec: KernelSpec,
+  shape: Pick<LinearShape, "din" | "dout"> | LinearShape,
+  device?: LoweringDevice,
+): boolean {
+  if (isLinearBlock(spec)) return "rows" in shape && linearBlockFits(spec, shape, device);
   const t = tiling[spec.name];
   return t !== undefined && shape.din % t.align === 0 && shape.dout % t.align === 0;
 }
@@ -282,9 +313,13 @@ export const linearLowering: OpLowering = {
     const weight = checkedWeight(ctx, "weight", s.din * s.dout, `[${s.din}, ${s.dout}]`);
     // Without a bias the kernel never reads binding 2; the weight stands in so the layout validates.
     const bias = s.bias ? checkedWeight(ctx, "bias", s.dout, `[${s.dout}]`) : weight;
-    const spec = ctx.choose(linearVariants, (v) => linearFits(v, s));
+    const spec = ctx.choose(linearPreferred(s, ctx.device), (v) => linearFits(v, s, ctx.device));
     // Without a residual the kernel never reads binding 3; x stands in.
     const residual = node.inputs[1] ?? node.inputs[0];
+    if (isLinearBlock(spec)) {
+      lowerLinearBlock(ctx, spec, s, { weight, bias, residual });
+      return;
+    }
     ctx.step(spec, linearLaunch(spec, s, ctx.device.limits), [
       node.inputs[0],
       weight,

@@ -11,11 +11,14 @@ import { type LoweringTable, loweringTable } from "../engine/lowering.ts";
 import type { RuntimeKernels } from "../engine/embedder.ts";
 import { attentionLowering, attentionVariants } from "./attention.ts";
 import { conv2dLowering, conv2dVariants } from "./conv2d.ts";
+import { conv2dBlockVariants } from "./conv2d_block.ts";
+import { splitkReduceSpec } from "./splitk_reduce.ts";
 import { globalMeanPoolLowering, globalMeanPoolSpec } from "./global_mean_pool.ts";
 import { GROUP_NORM_APPLY_SPECS, groupNormLowering } from "./group_norm_apply.ts";
 import { groupNormPartialsSpec, groupNormStatsSpec } from "./group_norm_stats.ts";
 import { layerNormLowering, layerNormSpec } from "./layer_norm.ts";
 import { linearLowering, linearVariants } from "./linear.ts";
+import { linearBlockVariants } from "./linear_block.ts";
 import { maxPoolLowering, maxPoolSpec } from "./max_pool.ts";
 import { nonfiniteCheckLaunch, nonfiniteCheckLowering, nonfiniteCheckSpec } from "./nonfinite_check.ts";
 import { resizeBilinear, resizeBilinearLaunch } from "./resize_bilinear.ts";
@@ -27,6 +30,8 @@ import { weightStandardizeSpec } from "./weight_standardize.ts";
 export const KERNELS: ReadonlyMap<string, KernelSpec> = new Map(
   [
     ...conv2dVariants,
+    ...conv2dBlockVariants,
+    splitkReduceSpec,
     ...Object.values(GROUP_NORM_APPLY_SPECS),
     groupNormPartialsSpec,
     groupNormStatsSpec,
@@ -36,6 +41,7 @@ export const KERNELS: ReadonlyMap<string, KernelSpec> = new Map(
     resizeBilinear,
     weightStandardizeSpec,
     ...linearVariants,
+    ...linearBlockVariants,
     ...attentionVariants,
     layerNormSpec,
     vitTokensSpec,
