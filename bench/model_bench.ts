@@ -4,7 +4,7 @@
  * - weight load time from a safetensors file on disk (with the model's weight transforms);
  * - first forward (plan build, pipelines, run) and forward wall time with image decode (median of repeats);
  * - throughput per batch with the input on the GPU: the runtime's plan for that batch (the same lowering,
- *   weights and forced variants as `Embedder.embed`), all its steps in one pass per repeat, GPU timestamps;
+ *   weights, forced variants and tuned choices as `Embedder.embed`), all its steps in one pass per repeat, GPU timestamps;
  * - per-layer GPU time (timestamp profile, one pass per step) summed per stage, per kernel and per distinct
  *   node shape (labels and FLOP from `op_table.ts`), and peak GPU bytes of our own allocations;
  * - the whole graph on ONNX Runtime Web and TF.js (`onnx_export.ts`, `peers_tfjs.ts`) on the weights the
@@ -16,9 +16,7 @@
 import type { Gpu } from "../engine/device.ts";
 import type { Embedder } from "../engine/embedder.ts";
 import type { Graph } from "../engine/graph.ts";
-import { lowerGraph } from "../engine/lowering.ts";
 import { PipelineCache, type Plan } from "../engine/plan.ts";
-import { LOWERINGS } from "../kernels/registry.ts";
 import { createEmbedder, defineModel, openWeights } from "../models/registry.ts";
 import { cpuResidentWeights } from "./cpu_weights.ts";
 import { errorText, TOLERANCE } from "./kernel_table.ts";
@@ -60,22 +58,6 @@ export interface LayerFigure {
   label: string;
   ms: number;
   gflops?: number;
-}
-
-/** The runtime's plan for `batch` (what `Embedder.embed` builds), for timing with the input on the GPU. */
-function modelPlan(embedder: Embedder, batch: number, kernels: readonly string[], cache: PipelineCache) {
-  const graph = embedder.graph(batch);
-  const gpu = embedder.gpu;
-  return {
-    graph,
-    plan: lowerGraph(
-      graph,
-      LOWERINGS,
-      embedder.weights.buffers,
-      { limits: gpu.limits, features: gpu.features },
-      { label: `bench-b${batch}`, forcedKernels: new Set(kernels) },
-    ).build({ device: gpu.device, limits: gpu.limits, lostError: gpu.lostError }, cache),
-  };
 }
 
 function timePlan(gpu: Gpu, plan: Plan, timing: TimingOptions): Promise<Timing> {
@@ -173,10 +155,10 @@ async function planFigures(
     for (const b of o.batches) {
       let built: { graph: Graph; plan: Plan } | undefined;
       try {
-        const { graph, plan } = modelPlan(embedder, b, o.kernels, cache);
-        built = { graph, plan: await plan };
+        // The runtime's own lowering (tuned choices on GPUs, forced kernels), in a plan of the bench's.
+        built = await embedder.buildPlan(b, cache);
         const out = await built.plan.run({});
-        if (!new Float32Array(out.get(graph.output)!).every(Number.isFinite)) {
+        if (!new Float32Array(out.get(built.graph.output)!).every(Number.isFinite)) {
           throw new Error("non-finite output");
         }
         const t = await timePlan(gpu, built.plan, o.timing);
@@ -202,8 +184,7 @@ async function planFigures(
     }
     if (Object.keys(throughputSkipped).length) result.throughputSkipped = throughputSkipped;
     if (!one) {
-      const { graph, plan } = modelPlan(embedder, 1, o.kernels, cache);
-      one = { graph, plan: await plan };
+      one = await embedder.buildPlan(1, cache);
     }
     const { graph, plan } = one;
     peakActivations = Math.max(peakActivations, plan.stats.activationBytes);

@@ -305,11 +305,22 @@ export class Embedder {
     released.resolve();
   }
 
-  async #buildPlan(
+  /**
+   * A new plan for `batch`, lowered as {@linkcode embed}'s are (this device's variants, the forced kernels,
+   * the tuned choices when tuning is on, timing shapes not seen before), with no input stage: for
+   * benchmarks that time the network with the input already on the GPU. The caller disposes it.
+   */
+  async buildPlan(batch: number, cache?: PipelineCache): Promise<{ graph: Graph; plan: Plan }> {
+    this.#checkUsable();
+    return await this.#lower(batch, [], undefined, cache ?? this.#cache);
+  }
+
+  async #lower(
     batch: number,
     keep: readonly string[],
-    nonfiniteFlags?: { buffer: GPUBuffer; stride: number },
-  ): Promise<BatchPlan> {
+    nonfiniteFlags: { buffer: GPUBuffer; stride: number } | undefined,
+    cache: PipelineCache,
+  ): Promise<{ graph: Graph; plan: Plan }> {
     const graph = this.model.graph(this.size, batch, { checkpoints: keep.length > 0 });
     const device = loweringDevice(this.gpu);
     let pick: ((node: GraphNode, fitting: readonly KernelSpec[]) => string | undefined) | undefined;
@@ -341,8 +352,17 @@ export class Embedder {
       },
     ).build(
       { device: this.gpu.device, limits: this.gpu.limits, lostError: this.gpu.lostError },
-      this.#cache,
+      cache,
     );
+    return { graph, plan };
+  }
+
+  async #buildPlan(
+    batch: number,
+    keep: readonly string[],
+    nonfiniteFlags?: { buffer: GPUBuffer; stride: number },
+  ): Promise<BatchPlan> {
+    const { graph, plan } = await this.#lower(batch, keep, nonfiniteFlags, this.#cache);
     const input = new InputStage(
       this.gpu.device,
       { kernel: this.#kernels.resize, pipeline: this.#resize },
