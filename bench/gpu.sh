@@ -106,10 +106,12 @@ h200)
   if [ -n "${GPU_SH_SMOKE:-}" ]; then
     r101=(--model tiny-derm --size 64) r50=(--model tiny-resnet --size 64) vit=(--model tiny-vit --size 64)
     batches=1,2 kbatch=(--kernel-size 64 --kernel-batch 2) scale=2 r101_shapes=()
+    variant_models=tiny-derm@64,tiny-resnet@64,tiny-vit@64
     torch_args=(--size 64 --batches 1,2 --trials 1 --repeats 1)
   else
     r101=(--model r101x3 --size 448) r50=(--model resnet50 --size 224) vit=(--model vit-s16 --size 224)
     batches=1,8,32 kbatch=(--kernel-batch 32) scale=1 torch_args=()
+    variant_models=r101x3@448,resnet50@224,vit-s16@224
     # At batch 32 the float64 check of every R101x3 shape would take minutes on the CPU: its kernel table
     # keeps the large convolutions (stage 3's three shapes, 92% of its MACs, and stage 1's 3x3); the
     # whole-model profile gives every shape at batch 1.
@@ -126,7 +128,8 @@ h200)
   cat "$out/tables.txt"
   # Each part under its own deadline (seconds), so one slow part cannot take the others' time; tables are
   # appended to tables.txt as each part prints them (a part cut by its deadline keeps what it printed).
-  # At most 8 files come back from $OUT: tables.txt, log.txt, pytorch.json and one JSON per part.
+  # At most 8 files come back from $OUT: tables.txt, log.txt, pytorch.json, variants.json and one JSON per
+  # part. Deadlines sum to about 8 minutes, inside one 10-minute command.
   part() {
     local name=$1 limit=$(($2 * scale))
     shift 2
@@ -134,12 +137,18 @@ h200)
     timeout -k 5 "$limit" "${cmd[@]}" "$@" --json-out "$out/$name.json" --svg /tmp/"$name".svg \
       >>"$out/tables.txt" 2>>"$out/log.txt" || echo "$name: exit $? (see log.txt)" | tee -a "$out/tables.txt"
   }
-  part r101x3-model 150 "${r101[@]}" --batches $batches --budget 400 --peer-timeout 60 --no-kernels
-  part r101x3-kernels 120 "${r101[@]}" "${kbatch[@]}" "${r101_shapes[@]}" --budget 200 --no-model
-  part resnet50 60 "${r50[@]}" --batches $batches "${kbatch[@]}" --budget 200 --peer-timeout 20 --no-profile
-  part vit-s16 60 "${vit[@]}" --batches $batches "${kbatch[@]}" --budget 200 --peer-timeout 20 --no-profile
+  part r101x3-model 140 "${r101[@]}" --batches $batches --budget 400 --peer-timeout 60 --no-kernels
+  part r101x3-kernels 90 "${r101[@]}" "${kbatch[@]}" "${r101_shapes[@]}" --budget 200 --no-model
+  part resnet50 55 "${r50[@]}" --batches $batches "${kbatch[@]}" --budget 200 --peer-timeout 20 --no-profile
+  part vit-s16 55 "${vit[@]}" --batches $batches "${kbatch[@]}" --budget 200 --peer-timeout 20 --no-profile
+  # The per-shape variant table: every conv2d and linear variant forced on each model's distinct shapes.
+  echo "== variants (deadline $((80 * scale))s) ==" | tee -a "$out/tables.txt"
+  timeout -k 5 $((80 * scale)) "$bin" run --config deno.dev.json --cached-only --allow-read --allow-write \
+    --allow-env --allow-sys bench/variants_bench.ts --models "$variant_models" --max-shapes 6 --budget 150 \
+    --json-out "$out/variants.json" >>"$out/tables.txt" 2>>"$out/log.txt" ||
+    echo "variants: exit $? (see log.txt)" | tee -a "$out/tables.txt"
   echo "== pytorch ==" | tee -a "$out/tables.txt"
-  PYTHONUNBUFFERED=1 timeout -k 5 $((90 * scale)) python3 bench/pytorch_peer.py --deadline $((75 * scale)) \
+  PYTHONUNBUFFERED=1 timeout -k 5 $((80 * scale)) python3 bench/pytorch_peer.py --deadline $((65 * scale)) \
     "${torch_args[@]}" --json "$out/pytorch.json" 2>>"$out/tables.txt" || echo "pytorch: exit $?"
   grep -E '^(r101x3|resnet50|vit-s16) |exit|skipped' "$out/tables.txt" | tail -30 ;;
 *)

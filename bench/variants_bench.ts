@@ -7,7 +7,7 @@
  * reported as such. The `default` column is what the planner picks untuned on this adapter.
  *
  * ```
- * deno run --config deno.dev.json --allow-read --allow-write --allow-env bench/variants_bench.ts \
+ * deno run --config deno.dev.json --allow-read --allow-write --allow-env --allow-sys bench/variants_bench.ts \
  *   [--models r101x3@448,resnet50@224,vit-s16@224] [--batch 1] [--ops conv2d,linear] [--max-shapes N]
  *   [--shapes SUBSTR,...] [--variants NAME,...] [--budget MS] [--json-out FILE]
  * ```
