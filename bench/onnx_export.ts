@@ -7,7 +7,16 @@
  * - group_norm → Reshape [N, G, -1] → InstanceNormalization (scale 1, bias 0, the node's eps: the
  *   per-group mean and biased variance) → Reshape [N, C, H, W] → Mul γ → Add β (→ Relu);
  * - max_pool → MaxPool (`-inf` padding: ONNX's own) or Pad 0 + MaxPool (`zero`);
- * - global_mean_pool → GlobalAveragePool → Flatten, [N, C].
+ * - global_mean_pool → GlobalAveragePool → Flatten, [N, C];
+ * - linear → MatMul (weight [Din, Dout] as the engine holds it) → Add bias → GELU written out
+ *   (0.5·x·(1 + Erf(x/√2)), exact; opset 17 has no Gelu) or Add of the residual input;
+ * - layer_norm → LayerNormalization (opset 17) over the last axis with the node's eps;
+ * - attention → Reshape [N, T, 3, H, hd] → Transpose [3, N, H, T, hd] → Gather q, k, v → MatMul(q·scale,
+ *   kᵀ) → Softmax (last axis) → MatMul v → Transpose → Reshape [N, T, D];
+ * - vit_tokens (input NCHW [N, D, gh, gw]) → Reshape [N, D, P] → Transpose [N, P, D] → Concat after the
+ *   class token (repeated per image) → Add the position embedding;
+ * - token_gather → Gather of the token (axis 1, kept as [N, 1, D]) → Pad with zeros to the collector
+ *   (the node creating it) or Concat between Slices of its prior value (in place).
  * Inputs are the graph's (rank 4 as NCHW; the fourth, zero, channel of the model input included, so the
  * stem's padded kernel applies unchanged); the output is `output`.
  * @module
@@ -15,7 +24,7 @@
 import type { Graph, GraphNode } from "../engine/graph.ts";
 import type { Shape } from "../engine/kernel.ts";
 import { flagAttr, numberAttr } from "../engine/graph.ts";
-import { convAttrs, poolShape } from "./op_table.ts";
+import { attentionShape, convAttrs, linearShape, poolShape, tokenGatherShape } from "./op_table.ts";
 import { hwioToOihw, nchwDims } from "./layouts.ts";
 import type { OnnxAttribute, OnnxInitializer, OnnxModel, OnnxNode } from "./onnx_writer.ts";
 
@@ -41,6 +50,7 @@ export interface OnnxExportContext {
 export type OnnxOpExport = (ctx: OnnxExportContext) => string;
 
 const ints = (...v: number[]): OnnxAttribute => ({ ints: v });
+const int64 = (...v: number[]): BigInt64Array => BigInt64Array.from(v.map(BigInt));
 
 /** The exporters, by op. */
 export const ONNX_OPS: ReadonlyMap<string, OnnxOpExport> = new Map<string, OnnxOpExport>([
@@ -103,6 +113,75 @@ export const ONNX_OPS: ReadonlyMap<string, OnnxOpExport> = new Map<string, OnnxO
   ["global_mean_pool", (ctx) => {
     const pooled = ctx.emit("GlobalAveragePool", [ctx.input(0)]);
     return ctx.emit("Flatten", [pooled], { axis: { int: 1 } });
+  }],
+  ["linear", (ctx) => {
+    const s = linearShape({ node: ctx.node, inputs: ctx.node.inputs.map((t) => ctx.shape(t)) });
+    let y = ctx.emit("MatMul", [ctx.input(0), ctx.constant("weight", [s.din, s.dout], ctx.weight("weight"))]);
+    if (s.bias) y = ctx.emit("Add", [y, ctx.constant("bias", [s.dout], ctx.weight("bias"))]);
+    if (s.activation === "gelu") {
+      const scaled = ctx.emit("Mul", [y, ctx.constant("rsqrt2", [], Float32Array.of(Math.SQRT1_2))]);
+      const erf1 = ctx.emit("Add", [ctx.emit("Erf", [scaled]), ctx.constant("one", [], Float32Array.of(1))]);
+      y = ctx.emit("Mul", [ctx.emit("Mul", [y, ctx.constant("half", [], Float32Array.of(0.5))]), erf1]);
+    }
+    return s.accumulate ? ctx.emit("Add", [y, ctx.input(1)]) : y;
+  }],
+  ["layer_norm", (ctx) => {
+    const x = ctx.shape(ctx.node.inputs[0]);
+    const d = x[x.length - 1];
+    return ctx.emit("LayerNormalization", [
+      ctx.input(0),
+      ctx.constant("gamma", [d], ctx.weight("gamma")),
+      ctx.constant("beta", [d], ctx.weight("beta")),
+    ], { axis: { int: -1 }, epsilon: { float: numberAttr(ctx.node, "eps") } });
+  }],
+  ["attention", (ctx) => {
+    const s = attentionShape({ node: ctx.node, inputs: [ctx.shape(ctx.node.inputs[0])] });
+    const { n, tokens: t, heads: h, headDim: hd } = s;
+    const split = ctx.emit("Reshape", [ctx.input(0), ctx.constant("qkv_shape", [5], int64(n, t, 3, h, hd))]);
+    const heads = ctx.emit("Transpose", [split], { perm: ints(2, 0, 3, 1, 4) }); // [3, N, H, T, hd]
+    const part = (i: number) =>
+      ctx.emit("Gather", [heads, ctx.constant(`index${i}`, [], int64(i))], { axis: { int: 0 } });
+    const q = ctx.emit("Mul", [part(0), ctx.constant("scale", [], Float32Array.of(1 / Math.sqrt(hd)))]);
+    const kt = ctx.emit("Transpose", [part(1)], { perm: ints(0, 1, 3, 2) });
+    const p = ctx.emit("Softmax", [ctx.emit("MatMul", [q, kt])], { axis: { int: -1 } });
+    const o = ctx.emit("Transpose", [ctx.emit("MatMul", [p, part(2)])], { perm: ints(0, 2, 1, 3) });
+    return ctx.emit("Reshape", [o, ctx.constant("out_shape", [3], int64(n, t, h * hd))]);
+  }],
+  ["vit_tokens", (ctx) => {
+    const [n, gh, gw, d] = ctx.shape(ctx.node.inputs[0]);
+    const p = gh * gw;
+    const flat = ctx.emit("Reshape", [ctx.input(0), ctx.constant("shape", [3], int64(n, d, p))]);
+    const patches = ctx.emit("Transpose", [flat], { perm: ints(0, 2, 1) });
+    const cls = ctx.weight("cls");
+    const repeated = new Float32Array(n * d);
+    for (let b = 0; b < n; b++) repeated.set(cls.subarray(0, d), b * d);
+    const tokens = ctx.emit("Concat", [ctx.constant("cls", [n, 1, d], repeated), patches], {
+      axis: { int: 1 },
+    });
+    return ctx.emit("Add", [tokens, ctx.constant("pos", [1, 1 + p, d], ctx.weight("pos"))]);
+  }],
+  ["token_gather", (ctx) => {
+    const s = tokenGatherShape({ node: ctx.node, inputs: [ctx.shape(ctx.node.inputs[0])] });
+    const row = ctx.emit("Gather", [ctx.input(0), ctx.constant("token", [1], int64(s.token))], {
+      axis: { int: 1 },
+    }); // [N, 1, D]
+    if (!ctx.node.inPlace) {
+      const pads = int64(0, s.slot, 0, 0, s.slots - 1 - s.slot, 0);
+      return ctx.emit("Pad", [row, ctx.constant("pads", [6], pads)]);
+    }
+    const slice = (name: string, from: number, to: number) =>
+      ctx.emit("Slice", [
+        ctx.prior(),
+        ctx.constant(`${name}_start`, [1], int64(from)),
+        ctx.constant(`${name}_end`, [1], int64(to)),
+        ctx.constant(`${name}_axis`, [1], int64(1)),
+      ]);
+    const parts = [
+      ...(s.slot > 0 ? [slice("before", 0, s.slot)] : []),
+      row,
+      ...(s.slot + 1 < s.slots ? [slice("after", s.slot + 1, s.slots)] : []),
+    ];
+    return parts.length === 1 ? parts[0] : ctx.emit("Concat", parts, { axis: { int: 1 } });
   }],
 ]);
 

@@ -12,6 +12,12 @@
  *   apply); bytes = 12·N·H·W·C (x read twice, y written once).
  * - max_pool: FLOP = N·OH·OW·C·K² comparisons; bytes = 4·(N·H·W·C + N·OH·OW·C).
  * - global_mean_pool: FLOP = N·H·W·C; bytes = 4·(N·H·W·C + N·C).
+ * - linear (M rows of Din → Dout; GELU and the residual add not counted as FLOP): FLOP = 2·M·Din·Dout;
+ *   bytes = 4·(M·Din + Din·Dout + Dout bias + M·Dout (+ M·Dout residual read)).
+ * - layer_norm (R rows of D): FLOP = 8·R·D (the lowering's count); bytes = 4·(2·R·D + 2·D).
+ * - attention (qkv [N, T, 3D] → [N, T, D]): FLOP = 4·N·T²·D (q·k and p·v); bytes = 4·(3·N·T·D + N·T·D).
+ * - vit_tokens (patches [N, P, D] → [N, 1 + P, D]): FLOP = N·T·D adds; bytes = 4·(N·P·D + D + T·D + N·T·D).
+ * - token_gather (one token of [N, T, D] into a slot of [N, k, D]): FLOP = 0; bytes = 4·2·N·D.
  * @module
  */
 import { flagAttr, type GraphNode, numberAttr, stringAttr } from "../engine/graph.ts";
@@ -22,6 +28,14 @@ import { groupNormApplyRef } from "../kernels/group_norm_apply_ref.ts";
 import { maxPoolRef } from "../kernels/max_pool_ref.ts";
 import type { MaxPoolShape } from "../kernels/max_pool.ts";
 import { globalMeanPoolRef } from "../kernels/global_mean_pool_ref.ts";
+import type { LinearShape } from "../kernels/linear.ts";
+import { linearRef } from "../kernels/linear_ref.ts";
+import { layerNormRef } from "../kernels/layer_norm_ref.ts";
+import type { AttentionShape } from "../kernels/attention.ts";
+import { attentionRef } from "../kernels/attention_ref.ts";
+import { vitTokensRef } from "../kernels/vit_tokens_ref.ts";
+import type { TokenGatherShape } from "../kernels/token_gather.ts";
+import { tokenGatherRef } from "../kernels/token_gather_ref.ts";
 import { randomFloats } from "../tests/_random.ts";
 
 /** One node with the shapes it sees (a one-node graph's node: inputs `x0`.., output `y`). */
@@ -307,9 +321,212 @@ const globalMeanPool: OpBench = {
   },
 };
 
+/** Rows of a token tensor: every dimension but the last. */
+function rowsOf(s: Shape): number {
+  return numel(s) / s[s.length - 1];
+}
+
+/** A linear node's shape as `kernels/linear.ts` reads it (x, and the residual as a second input). */
+export function linearShape(c: Pick<NodeCase, "node" | "inputs">): LinearShape {
+  const x = c.inputs[0];
+  const activation = stringAttr(c.node, "activation", "none");
+  if (activation !== "none" && activation !== "gelu") {
+    throw new TypeError(
+      `Cannot bench "${c.node.name}": activation must be "none" or "gelu", got "${activation}"`,
+    );
+  }
+  return {
+    rows: rowsOf(x),
+    din: x[x.length - 1],
+    dout: numberAttr(c.node, "outFeatures"),
+    bias: c.node.weights.bias !== undefined,
+    activation,
+    accumulate: c.inputs.length === 2,
+  };
+}
+
+const linear: OpBench = {
+  op: "linear",
+  label(c) {
+    const s = linearShape(c);
+    return `linear ${dims(c.inputs[0])} -> ${dims(c.output)}${s.bias ? " +bias" : ""}${
+      s.activation === "gelu" ? " gelu" : ""
+    }${s.accumulate ? " +res" : ""}`;
+  },
+  // Every linear of a block is its own group: --quick keeps qkv, proj, fc1 and fc2.
+  group: (c) => linear.label(c),
+  flop(c) {
+    const s = linearShape(c);
+    return 2 * s.rows * s.din * s.dout;
+  },
+  bytes(c) {
+    const s = linearShape(c);
+    const out = s.rows * s.dout;
+    return 4 * (s.rows * s.din + s.din * s.dout + (s.bias ? s.dout : 0) + out + (s.accumulate ? out : 0));
+  },
+  weights(c, seed) {
+    const s = linearShape(c);
+    const bound = Math.sqrt(3 / s.din); // unit-variance outputs
+    const out: Record<string, Float32Array<ArrayBuffer>> = {
+      weight: randomF32(s.din * s.dout, seed + 1, -bound, bound),
+    };
+    if (s.bias) out.bias = randomF32(s.dout, seed + 2, -0.5, 0.5);
+    return out;
+  },
+  reference(c, data, budgetFlop) {
+    const s = linearShape(c);
+    const w = f64(data.weights.weight);
+    const b = data.weights.bias ? f64(data.weights.bias) : undefined;
+    const x = data.inputs[0];
+    const res = s.accumulate ? data.inputs[1] : undefined;
+    if (linear.flop(c) <= budgetFlop) {
+      return { values: linearRef(f64(x), w, b, s, res ? f64(res) : undefined), coverage: "all" };
+    }
+    const rows = sampleRows(s.rows); // the first two, two in the middle, the last two
+    const xs = new Float64Array(rows.length * s.din);
+    const rs = res ? new Float64Array(rows.length * s.dout) : undefined;
+    const index = new Int32Array(rows.length * s.dout);
+    rows.forEach((r, j) => {
+      for (let i = 0; i < s.din; i++) xs[j * s.din + i] = x[r * s.din + i];
+      for (let o = 0; o < s.dout; o++) {
+        index[j * s.dout + o] = r * s.dout + o;
+        if (rs) rs[j * s.dout + o] = res![r * s.dout + o];
+      }
+    });
+    return {
+      index,
+      values: linearRef(xs, w, b, { ...s, rows: rows.length }, rs),
+      coverage: `rows ${rows.join(",")} of ${s.rows}`,
+    };
+  },
+};
+
+const layerNorm: OpBench = {
+  op: "layer_norm",
+  label: (c) => `layer_norm ${dims(c.inputs[0])}`,
+  // The token norms and the final norm over the gathered class tokens are two groups.
+  group: (c) => `layer_norm ${dims(c.inputs[0])}`,
+  flop: (c) => 8 * numel(c.inputs[0]),
+  bytes(c) {
+    const x = c.inputs[0];
+    return 4 * (2 * numel(x) + 2 * x[x.length - 1]);
+  },
+  weights(c, seed) {
+    const d = c.inputs[0][c.inputs[0].length - 1];
+    return { gamma: randomF32(d, seed + 2, 0.75, 1.25), beta: randomF32(d, seed + 3, -0.25, 0.25) };
+  },
+  reference(c, data) {
+    const x = c.inputs[0];
+    const shape = { rows: rowsOf(x), d: x[x.length - 1], eps: numberAttr(c.node, "eps") };
+    const values = layerNormRef(f64(data.inputs[0]), f64(data.weights.gamma), f64(data.weights.beta), shape);
+    return { values, coverage: "all" };
+  },
+};
+
+/** An attention node's shape as `kernels/attention.ts` reads it (qkv [N, T, 3D]). */
+export function attentionShape(c: Pick<NodeCase, "node" | "inputs">): AttentionShape {
+  const [n, tokens, d3] = c.inputs[0];
+  const heads = numberAttr(c.node, "heads");
+  return { n, tokens, heads, headDim: d3 / 3 / heads };
+}
+
+const attention: OpBench = {
+  op: "attention",
+  label(c) {
+    const s = attentionShape(c);
+    return `attention ${dims(c.inputs[0])} -> ${dims(c.output)} ${s.heads}x${s.headDim}`;
+  },
+  group: () => "attention",
+  flop(c) {
+    const s = attentionShape(c);
+    return 4 * s.n * s.tokens * s.tokens * s.heads * s.headDim;
+  },
+  bytes: (c) => 4 * (numel(c.inputs[0]) + numel(c.output)),
+  weights: () => ({}),
+  reference(c, data) {
+    return { values: attentionRef(f64(data.inputs[0]), attentionShape(c)), coverage: "all" };
+  },
+};
+
+const vitTokens: OpBench = {
+  op: "vit_tokens",
+  label: (c) => `vit_tokens ${dims(c.inputs[0])} -> ${dims(c.output)}`,
+  group: () => "vit_tokens",
+  flop: (c) => numel(c.output),
+  bytes(c) {
+    const [, t, d] = c.output;
+    return 4 * (numel(c.inputs[0]) + d + t * d + numel(c.output));
+  },
+  weights(c, seed) {
+    const [, t, d] = c.output;
+    return { cls: randomF32(d, seed + 2), pos: randomF32(t * d, seed + 3) };
+  },
+  reference(c, data) {
+    const [n, gh, gw, d] = c.inputs[0];
+    const values = vitTokensRef(f64(data.inputs[0]), f64(data.weights.cls), f64(data.weights.pos), {
+      n,
+      patches: gh * gw,
+      d,
+    });
+    return { values, coverage: "all" };
+  },
+};
+
+/** A token_gather node's shape as `kernels/token_gather.ts` reads it. */
+export function tokenGatherShape(c: Pick<NodeCase, "node" | "inputs">): TokenGatherShape {
+  const [n, tokens, d] = c.inputs[0];
+  return {
+    n,
+    tokens,
+    d,
+    token: numberAttr(c.node, "token", 0),
+    slots: numberAttr(c.node, "slots"),
+    slot: numberAttr(c.node, "slot"),
+  };
+}
+
+const tokenGather: OpBench = {
+  op: "token_gather",
+  label(c) {
+    const s = tokenGatherShape(c);
+    const token = s.token === 0 ? "class token" : `token ${s.token}`;
+    // The node creating the collector and the ones writing into it are two kinds (in place or not).
+    return `token_gather ${token} ${dims(c.inputs[0])} -> ${dims(c.output)}${
+      c.node.inPlace ? " in place" : ""
+    }`;
+  },
+  group: (c) => `token_gather${c.node.inPlace ? " in place" : ""}`,
+  flop: () => 0,
+  bytes: (c) => 4 * 2 * c.inputs[0][0] * c.inputs[0][2],
+  weights: () => ({}),
+  reference(c, data) {
+    const s = tokenGatherShape(c);
+    const size = s.n * s.slots * s.d;
+    if (c.node.inPlace) {
+      const values = tokenGatherRef(f64(data.inputs[0]), f64(data.prior!), s);
+      return { values, coverage: "all" };
+    }
+    // The node that creates the collector defines only its own slot.
+    const all = tokenGatherRef(f64(data.inputs[0]), new Float64Array(size), s);
+    const index = new Int32Array(s.n * s.d);
+    const values = new Float64Array(s.n * s.d);
+    for (let b = 0; b < s.n; b++) {
+      for (let i = 0; i < s.d; i++) {
+        const at = (b * s.slots + s.slot) * s.d + i;
+        index[b * s.d + i] = at;
+        values[b * s.d + i] = all[at];
+      }
+    }
+    return { index, values, coverage: `slot ${s.slot} of ${s.slots}` };
+  },
+};
+
 /** The entries, by op. */
 export const OP_BENCH: ReadonlyMap<string, OpBench> = new Map(
-  [conv2d, groupNorm, maxPool, globalMeanPool].map((e) => [e.op, e]),
+  [
+    ...[conv2d, groupNorm, maxPool, globalMeanPool],
+    ...[linear, layerNorm, attention, vitTokens, tokenGather],
+  ].map((e) => [e.op, e]),
 );
 
 /** A 32-bit hash of a label: the seed of its data, so a shape gets the same values in every run. */

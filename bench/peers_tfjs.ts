@@ -8,7 +8,16 @@
  * - group_norm → reshape [N, HW, G, C/G], `tf.moments` over pixels and channels of a group, scale, shift
  *   (ReLU);
  * - max_pool → `tf.maxPool` with the node's padding (`-inf`: TF.js's own; `zero`: `tf.pad` first);
- * - global_mean_pool → `tf.mean` over H and W.
+ * - global_mean_pool → `tf.mean` over H and W;
+ * - linear → `tf.fused.matMul` over the rows [M, Din] (bias fused), then GELU written out
+ *   (0.5·x·(1 + erf(x/√2)), exact) or the residual add, reshaped back to [..., Dout];
+ * - layer_norm → `tf.moments` over the last axis, normalise, scale, shift;
+ * - attention → reshape [N, T, 3, H, hd], transpose to [3, N, H, T, hd], q, k, v, batched `tf.matMul`
+ *   (q·scale, kᵀ), `tf.softmax`, `tf.matMul` v, back to [N, T, D];
+ * - vit_tokens → reshape the NHWC patches [N, P, D], concat after the class token, add the position
+ *   embedding;
+ * - token_gather → `tf.slice` of the token, `tf.pad` to the collector (the node creating it) or concat
+ *   between slices of its prior value (in place).
  *
  * Timing: a repeat calls the op (or the forward pass) and disposes the previous result without reading it;
  * each trial ends by reading the last result back (`data()`), the completion signal TF.js honours.
@@ -19,7 +28,7 @@ import "@tensorflow/tfjs-backend-webgpu";
 import type { Graph, GraphNode } from "../engine/graph.ts";
 import { flagAttr, numberAttr } from "../engine/graph.ts";
 import type { Shape } from "../engine/kernel.ts";
-import { convAttrs, poolShape } from "./op_table.ts";
+import { attentionShape, convAttrs, linearShape, poolShape, tokenGatherShape } from "./op_table.ts";
 import { timeByWall, type Timing, type TimingOptions } from "./_timing.ts";
 
 /** TF.js's version string. */
@@ -169,6 +178,78 @@ export const TFJS_OPS: ReadonlyMap<string, TfjsOp> = new Map<string, TfjsOp>([
   ["global_mean_pool", {
     weightDims: () => ({}),
     run: (ctx) => tf.mean(ctx.input(0), [1, 2]),
+  }],
+  ["linear", {
+    weightDims(node, shape) {
+      const s = linearShape({ node, inputs: node.inputs.map(shape) });
+      return { weight: [s.din, s.dout], ...(s.bias ? { bias: [s.dout] } : {}) };
+    },
+    run(ctx) {
+      const x = ctx.input(0);
+      const s = linearShape({ node: ctx.node, inputs: ctx.node.inputs.map((t) => ctx.shape(t)) });
+      let y = tf.fused.matMul({
+        a: tf.reshape(x, [s.rows, s.din]) as tf.Tensor2D,
+        b: ctx.weight("weight") as tf.Tensor2D,
+        bias: s.bias ? ctx.weight("bias") : undefined,
+      }) as tf.Tensor;
+      if (s.activation === "gelu") y = tf.mul(tf.mul(y, 0.5), tf.add(tf.erf(tf.mul(y, Math.SQRT1_2)), 1));
+      if (s.accumulate) y = tf.add(y, tf.reshape(ctx.input(1), [s.rows, s.dout]));
+      return tf.reshape(y, [...x.shape.slice(0, -1), s.dout]);
+    },
+  }],
+  ["layer_norm", {
+    weightDims(node, shape) {
+      const x = shape(node.inputs[0]);
+      const d = x[x.length - 1];
+      return { gamma: [d], beta: [d] };
+    },
+    run(ctx) {
+      const x = ctx.input(0);
+      const { mean, variance } = tf.moments(x, -1, true);
+      const rstd = tf.rsqrt(tf.add(variance, numberAttr(ctx.node, "eps")));
+      return tf.add(tf.mul(tf.mul(tf.sub(x, mean), rstd), ctx.weight("gamma")), ctx.weight("beta"));
+    },
+  }],
+  ["attention", {
+    weightDims: () => ({}),
+    run(ctx) {
+      const s = attentionShape({ node: ctx.node, inputs: [ctx.shape(ctx.node.inputs[0])] });
+      const { n, tokens: t, heads: h, headDim: hd } = s;
+      const heads = tf.transpose(tf.reshape(ctx.input(0), [n, t, 3, h, hd]), [2, 0, 3, 1, 4]);
+      const [q, k, v] = tf.unstack(heads, 0);
+      const scores = tf.matMul(tf.mul(q, 1 / Math.sqrt(hd)), k, false, true);
+      const o = tf.matMul(tf.softmax(scores), v);
+      return tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [n, t, h * hd]);
+    },
+  }],
+  ["vit_tokens", {
+    weightDims(node, shape) {
+      const [, gh, gw, d] = shape(node.inputs[0]);
+      return { cls: [1, 1, d], pos: [1, 1 + gh * gw, d] };
+    },
+    run(ctx) {
+      const [n, gh, gw, d] = ctx.shape(ctx.node.inputs[0]);
+      const patches = tf.reshape(ctx.input(0), [n, gh * gw, d]);
+      const cls = tf.tile(ctx.weight("cls"), [n, 1, 1]);
+      return tf.add(tf.concat([cls, patches], 1), ctx.weight("pos"));
+    },
+  }],
+  ["token_gather", {
+    weightDims: () => ({}),
+    run(ctx) {
+      const s = tokenGatherShape({ node: ctx.node, inputs: [ctx.shape(ctx.node.inputs[0])] });
+      const row = tf.slice(ctx.input(0), [0, s.token, 0], [s.n, 1, s.d]);
+      if (!ctx.node.inPlace) return tf.pad(row, [[0, 0], [s.slot, s.slots - 1 - s.slot], [0, 0]]);
+      const prior = ctx.prior();
+      const parts = [
+        ...(s.slot > 0 ? [tf.slice(prior, [0, 0, 0], [s.n, s.slot, s.d])] : []),
+        row,
+        ...(s.slot + 1 < s.slots
+          ? [tf.slice(prior, [0, s.slot + 1, 0], [s.n, s.slots - 1 - s.slot, s.d])]
+          : []),
+      ];
+      return parts.length === 1 ? parts[0] : tf.concat(parts, 1);
+    },
   }],
 ]);
 

@@ -1,6 +1,9 @@
 /**
- * Times the ViT kernels on the ViT-S/16 shapes at batch 1 (T = 197, D = 384, 6 heads of 64, MLP 1536):
- * `deno run -A --config deno.dev.json tests/_vit_kernel_timing.ts [--variants=linear_tiled,...]`.
+ * Times every variant of the ViT kernels on the ViT-S/16 shapes at batch 1 (T = 197, D = 384, 6 heads of
+ * 64, MLP 1536), one dispatch of one kernel at a time, beside the CPU time the process spent:
+ * `deno run -A --config deno.dev.json bench/vit_kernels_bench.ts [--variants=linear_tiled,...]`.
+ * (`deno task bench --model vit-s16` times the model's own nodes with the default variants, beside the
+ * peers; this script compares the variants with each other, and linear with and without its GELU.)
  *
  * Every variant first matches its float64 reference on a small case in the same run. Then per shape: one
  * warm-up dispatch (compiles the pipeline), t_0 = an empty submission, and `TRIALS` times one command buffer
@@ -20,7 +23,7 @@ import { attentionRef } from "../kernels/attention_ref.ts";
 import { linearDirect, linearLaunch, type LinearShape, linearVariants } from "../kernels/linear.ts";
 import { linearRef } from "../kernels/linear_ref.ts";
 import { layerNormLaunch, layerNormSpec } from "../kernels/layer_norm.ts";
-import { randomFloats } from "./_random.ts";
+import { randomFloats } from "../tests/_random.ts";
 
 const TRIALS = 5;
 const cores = navigator.hardwareConcurrency;
