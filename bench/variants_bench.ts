@@ -23,72 +23,8 @@ import { linearBlockVariants } from "../kernels/linear_block.ts";
 import { defineModel, PROCEDURAL_MODELS, proceduralWeights } from "../models/registry.ts";
 import { buildNodePlan, distinctShapes } from "./kernels_bench.ts";
 import { errorText } from "./kernel_table.ts";
-import { caseData, labelSeed, OP_BENCH, type OpBench, randomF32 } from "./op_table.ts";
+import { caseData, labelSeed, OP_BENCH } from "./op_table.ts";
 import { relativeMaxError } from "./_timing.ts";
-import { numel } from "../engine/kernel.ts";
-import { numberAttr, stringAttr } from "../engine/graph.ts";
-import { linearRef } from "../kernels/linear_ref.ts";
-
-/**
- * The bench entry of op `linear` (the ViT's matmuls; the kernel table has none yet): label
- * `linear MxDin -> Dout` with its epilogue, FLOP 2·M·Din·Dout, bytes 4·(x + w + y (+ b) (+ res)), the
- * reference `linearRef` on the whole output (ViT-S/16 at batch 1: at most 0.24 GFLOP a layer).
- */
-const LINEAR_BENCH: OpBench = {
-  op: "linear",
-  label(c) {
-    const din = c.inputs[0][c.inputs[0].length - 1];
-    const rows = numel(c.inputs[0]) / din;
-    const dout = numberAttr(c.node, "outFeatures");
-    const act = stringAttr(c.node, "activation", "none");
-    const epilogue = `${c.node.weights.bias ? " +bias" : ""}${act === "gelu" ? " gelu" : ""}${
-      c.inputs.length > 1 ? " +res" : ""
-    }`;
-    return `linear ${rows}x${din} -> ${dout}${epilogue}`;
-  },
-  group: () => "linear",
-  flop(c) {
-    return 2 * numel(c.inputs[0]) * numberAttr(c.node, "outFeatures");
-  },
-  bytes(c) {
-    const din = c.inputs[0][c.inputs[0].length - 1];
-    const dout = numberAttr(c.node, "outFeatures");
-    return 4 * (numel(c.inputs[0]) + din * dout + numel(c.output) * (c.inputs.length > 1 ? 2 : 1) +
-      (c.node.weights.bias ? dout : 0));
-  },
-  weights(c, seed) {
-    const din = c.inputs[0][c.inputs[0].length - 1];
-    const dout = numberAttr(c.node, "outFeatures");
-    const bound = Math.sqrt(3 / din);
-    const out: Record<string, Float32Array<ArrayBuffer>> = {
-      weight: randomF32(din * dout, seed + 1, -bound, bound),
-    };
-    if (c.node.weights.bias) out.bias = randomF32(dout, seed + 2, -0.5, 0.5);
-    return out;
-  },
-  reference(c, data) {
-    const din = c.inputs[0][c.inputs[0].length - 1];
-    const shape = {
-      rows: numel(c.inputs[0]) / din,
-      din,
-      dout: numberAttr(c.node, "outFeatures"),
-      bias: data.weights.bias !== undefined,
-      activation: stringAttr(c.node, "activation", "none") as "none" | "gelu",
-      accumulate: c.inputs.length > 1,
-    };
-    const f64 = (x: Float32Array) => Float64Array.from(x);
-    const values = linearRef(
-      f64(data.inputs[0]),
-      f64(data.weights.weight),
-      data.weights.bias ? f64(data.weights.bias) : undefined,
-      shape,
-      c.inputs.length > 1 ? f64(data.inputs[1]) : undefined,
-    );
-    return { values, coverage: "all" };
-  },
-};
-
-const OPS: ReadonlyMap<string, OpBench> = new Map([...OP_BENCH, ["linear", LINEAR_BENCH]]);
 
 /** Max relative error for a figure to count. */
 const TOLERANCE = 1e-4;
@@ -157,7 +93,9 @@ async function main(args: string[]): Promise<number> {
       await source.close();
     }
     const size = sizeText ? Number(sizeText) : definition.defaultSize;
-    let shapes = distinctShapes(definition.graph(size, batch), OPS).shapes.filter((s) => ops.includes(s.op));
+    let shapes = distinctShapes(definition.graph(size, batch), OP_BENCH).shapes.filter((s) =>
+      ops.includes(s.op)
+    );
     if (onlyShapes.length) shapes = shapes.filter((s) => onlyShapes.some((o) => s.label.includes(o)));
     if (values["max-shapes"]) shapes = shapes.slice(0, Number(values["max-shapes"]));
     for (const shape of shapes) {
@@ -170,7 +108,7 @@ async function main(args: string[]): Promise<number> {
         console.error(`${name}@${size} ${shape.label}: ${variant}`);
         const forced = new Set(variant === "default" ? [] : [variant]);
         try {
-          const entry = OPS.get(shape.op)!;
+          const entry = OP_BENCH.get(shape.op)!;
           const data = caseData(entry, shape, labelSeed(shape.label));
           const p = await buildNodePlan(gpu, shape, data, { forcedKernels: forced, cache });
           try {
