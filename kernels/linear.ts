@@ -31,6 +31,9 @@
  * - `linear_tiled`: 8 rows x 8 features per invocation, lanes along features, WG 64 (conv2d_tiled's tile).
  * - `linear_direct`: one output per invocation, any Din and Dout: the baseline.
  *
+ * Each in two storage flavours (`kernels/_precision.ts`): f32, and f16 (`linear_big_tile_f16`: x, w, b,
+ * res and y f16, f32 arithmetic and GELU); the lowering picks the node's.
+ *
  * This module is browser compatible.
  * @module
  */
@@ -51,10 +54,17 @@ import {
   LINEAR_BIG_TILE_ROWS,
   LINEAR_TILED_COLUMNS4,
   LINEAR_TILED_ROWS,
-  linearBigTileWgslSource,
-  linearDirectWgsl,
-  linearTiledWgslSource,
+  linearDirectSource,
+  linearTiledWgsl,
 } from "./linear.wgsl.ts";
+import {
+  COMMON_FLAVOURS,
+  type Flavour,
+  flavourName,
+  FLAVOURS,
+  flavourSpec,
+  type StorageTypes,
+} from "./_precision.ts";
 
 /** The epilogue's activation. */
 export type LinearActivation = "none" | "gelu";
@@ -101,44 +111,95 @@ const bindings = [
   { name: "y", type: "storage" },
 ] as const;
 
-/** Baseline: one output per invocation; any Din and Dout. */
-export const linearDirect: KernelSpec = {
-  name: "linear_direct",
-  wgsl: linearDirectWgsl,
-  bindings,
-  overrides: { WG: LINEAR_WORKGROUP_SIZE, CK: LINEAR_CHUNK },
-};
+/** How a variant splits the output: rows and features per invocation, feature alignment, GELU or not. */
+interface Tiling {
+  rows: number;
+  features: number;
+  align: number;
+  gelu: boolean;
+}
 
-/** Register-tiled: 8 rows x 8 output features per invocation; Din % 4 == 0, Dout % 4 == 0. */
-export const linearTiled: KernelSpec = {
-  name: "linear_tiled",
-  wgsl: linearTiledWgslSource,
-  bindings,
-  overrides: { WG: LINEAR_WORKGROUP_SIZE, CK: LINEAR_CHUNK },
-};
+/**
+ * Each variant (by strategy name, most preferred first): its tiling, workgroup size and generator. The big
+ * tile's f16 flavour has no GELU: keeping its 128-vec4 tile exact for the GELU (an f16 y would round the
+ * pre-activation twice) took 10 to 15 s to compile on lavapipe, so GELU layers of f16 plans take
+ * `linear_tiled_f16`.
+ */
+const STRATEGIES: readonly {
+  name: string;
+  tiling: (t: StorageTypes) => Tiling;
+  wg: number;
+  wgsl: (name: string, t: StorageTypes) => string;
+}[] = [
+  {
+    name: "linear_big_tile",
+    tiling: (t) => ({
+      rows: LINEAR_BIG_TILE_TILE_ROWS,
+      features: LINEAR_BIG_TILE_TILE_FEATURES,
+      align: 4,
+      gelu: t.output === "f32",
+    }),
+    wg: LINEAR_BIG_TILE_WORKGROUP_SIZE,
+    wgsl: (name, t) =>
+      linearTiledWgsl(name, LINEAR_BIG_TILE_ROWS, LINEAR_BIG_TILE_COLUMNS4, t, t.output === "f32"),
+  },
+  {
+    name: "linear_tiled",
+    tiling: () => ({
+      rows: LINEAR_TILED_TILE_ROWS,
+      features: LINEAR_TILED_TILE_FEATURES,
+      align: 4,
+      gelu: true,
+    }),
+    wg: LINEAR_WORKGROUP_SIZE,
+    wgsl: (name, t) => linearTiledWgsl(name, LINEAR_TILED_ROWS, LINEAR_TILED_COLUMNS4, t),
+  },
+  {
+    name: "linear_direct",
+    tiling: () => ({ rows: 1, features: 1, align: 1, gelu: true }),
+    wg: LINEAR_WORKGROUP_SIZE,
+    wgsl: linearDirectSource,
+  },
+];
+
+/** Tiling of every variant in every flavour, by spec name. */
+const tiling = new Map<string, Tiling>();
+
+/** Every variant of each flavour (f32, f16), most preferred first: big tile, tiled, direct. */
+export const linearFlavours: Readonly<Partial<Record<Flavour, readonly KernelSpec[]>>> = Object.fromEntries(
+  COMMON_FLAVOURS.map((f) => [
+    f,
+    STRATEGIES.map((v): KernelSpec => {
+      const name = flavourName(v.name, f);
+      tiling.set(name, v.tiling(FLAVOURS[f]));
+      return { name, wgsl: v.wgsl(name, FLAVOURS[f]), bindings, overrides: { WG: v.wg, CK: LINEAR_CHUNK } };
+    }),
+  ]),
+);
 
 /** Register-tiled: 16 rows x 32 output features per invocation; Din % 4 == 0, Dout % 4 == 0. */
-export const linearBigTile: KernelSpec = {
-  name: "linear_big_tile",
-  wgsl: linearBigTileWgslSource,
-  bindings,
-  overrides: { WG: LINEAR_BIG_TILE_WORKGROUP_SIZE, CK: LINEAR_CHUNK },
-};
+export const linearBigTile: KernelSpec = linearFlavours.f32![0];
 
-/** Every variant, most preferred first, for the lowering, tests and benchmarks. */
-export const linearVariants: readonly KernelSpec[] = [linearBigTile, linearTiled, linearDirect];
+/** Register-tiled: 8 rows x 8 output features per invocation; Din % 4 == 0, Dout % 4 == 0. */
+export const linearTiled: KernelSpec = linearFlavours.f32![1];
 
-/** How each variant splits the output: rows and features per invocation, and feature alignment. */
-const tiling: Record<string, { rows: number; features: number; align: number }> = {
-  linear_direct: { rows: 1, features: 1, align: 1 },
-  linear_tiled: { rows: LINEAR_TILED_TILE_ROWS, features: LINEAR_TILED_TILE_FEATURES, align: 4 },
-  linear_big_tile: { rows: LINEAR_BIG_TILE_TILE_ROWS, features: LINEAR_BIG_TILE_TILE_FEATURES, align: 4 },
-};
+/** Baseline: one output per invocation; any Din and Dout. */
+export const linearDirect: KernelSpec = linearFlavours.f32![2];
 
-/** Whether `spec` can run `shape` (its Din/Dout alignment). */
-export function linearFits(spec: KernelSpec, shape: Pick<LinearShape, "din" | "dout">): boolean {
-  const t = tiling[spec.name];
-  return t !== undefined && shape.din % t.align === 0 && shape.dout % t.align === 0;
+/** Every f32 variant, most preferred first, for tests and benchmarks. */
+export const linearVariants: readonly KernelSpec[] = linearFlavours.f32!;
+
+/** Every variant in every flavour, for the registry. */
+export const linearAllVariants: readonly KernelSpec[] = COMMON_FLAVOURS.flatMap((f) => linearFlavours[f]!);
+
+/** Whether `spec` can run `shape` (its Din/Dout alignment, and GELU where the shape asks for it). */
+export function linearFits(
+  spec: KernelSpec,
+  shape: Pick<LinearShape, "din" | "dout"> & Partial<Pick<LinearShape, "activation">>,
+): boolean {
+  const t = tiling.get(spec.name);
+  return t !== undefined && shape.din % t.align === 0 && shape.dout % t.align === 0 &&
+    (shape.activation !== "gelu" || t.gelu);
 }
 
 /**
@@ -163,7 +224,7 @@ export function linearLaunch(
   limits: LaunchLimits = DEFAULT_LAUNCH_LIMITS,
 ): KernelLaunch & { outShape: [number, number] } {
   const what = spec.name;
-  const t = tiling[spec.name];
+  const t = tiling.get(spec.name);
   if (!t) throw new TypeError(`Cannot launch ${what}: expected a linear variant, got "${spec.name}"`);
   for (const key of ["rows", "din", "dout"] as const) {
     const v = shape[key];
@@ -183,6 +244,11 @@ export function linearLaunch(
   }
   if (shape.activation === "gelu" && shape.accumulate) {
     throw new TypeError(`Cannot launch ${what}: expected GELU or accumulate, got both`);
+  }
+  if (shape.activation === "gelu" && !t.gelu) {
+    throw new TypeError(
+      `Cannot launch ${what}: expected activation "none" (this variant has no GELU), got "gelu"`,
+    );
   }
   if (shape.din % t.align !== 0) {
     throw new TypeError(`Cannot launch ${what}: expected Din % ${t.align} == 0, got ${shape.din}`);
@@ -260,9 +326,10 @@ function nodeShape(node: GraphNode, inputs: readonly Shape[]): LinearShape {
 /**
  * The lowering entry of op `linear`.
  *
- * Contract: inputs `[x]` or `[x, residual]`, x f32 [..., Din] (a token tensor [N, T, Din]), the residual
- * f32 [..., Dout] added after the bias; output a new tensor [..., outFeatures]. Weights by role: `weight`
- * f32 [Din, Dout] row-major (Dout contiguous: torch's [out, in] transposed), `bias` f32 [Dout] (optional).
+ * Contract: inputs `[x]` or `[x, residual]`, x [..., Din] (a token tensor [N, T, Din]), the residual
+ * [..., Dout] added after the bias; output a new tensor [..., outFeatures]; all f32 or all f16 (the
+ * flavour). Weights by role: `weight` [Din, Dout] row-major (Dout contiguous: torch's [out, in]
+ * transposed), `bias` [Dout] (optional).
  * Attributes: `outFeatures` (Dout, required), `activation` "none" (default) or "gelu" (exact, erf; not
  * with a residual). FLOPs: 2 * M * Din * Dout.
  */
@@ -282,7 +349,7 @@ export const linearLowering: OpLowering = {
     const weight = checkedWeight(ctx, "weight", s.din * s.dout, `[${s.din}, ${s.dout}]`);
     // Without a bias the kernel never reads binding 2; the weight stands in so the layout validates.
     const bias = s.bias ? checkedWeight(ctx, "bias", s.dout, `[${s.dout}]`) : weight;
-    const spec = ctx.choose(linearVariants, (v) => linearFits(v, s));
+    const spec = ctx.choose(flavourSpec(ctx, linearFlavours), (v) => linearFits(v, s));
     // Without a residual the kernel never reads binding 3; x stands in.
     const residual = node.inputs[1] ?? node.inputs[0];
     ctx.step(spec, linearLaunch(spec, s, ctx.device.limits), [

@@ -15,6 +15,7 @@ import { bitProceduralSource } from "../models/bit_names.ts";
 import { proceduralValues } from "../weights/procedural.ts";
 import { groegerValueRule } from "../models/imagenet.ts";
 import { type VitArchitecture, vitProceduralSource } from "../models/vit.ts";
+import { resnetProceduralSource } from "../models/resnet.ts";
 import type { TensorSource } from "../weights/safetensors.ts";
 import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
 import { readTestdata, readTestdataJson, testdataPath } from "./_testdata.ts";
@@ -283,6 +284,18 @@ export function groegerVitArchitecture(c: GroegerCase): VitArchitecture {
     grid: c.size / c.patch!,
     mlp: 4 * c.dim!,
   };
+}
+
+/** The procedural weights of a Gröger case (its ResNet-50 or ViT, from its seed). */
+export function groegerCaseWeights(c: GroegerCase): TensorSource {
+  if (c.family === "resnet") {
+    return resnetProceduralSource({
+      layers: c.layers!,
+      widthPerGroup: c.width_per_group ?? 64,
+      stemChannels: 64,
+    }, c.seed);
+  }
+  return vitProceduralSource(groegerVitArchitecture(c), c.seed);
 }
 
 /** A checkpoint's record in testdata/procedural_weights.json: its pickles are stored, its storages regenerate. */
