@@ -1,10 +1,11 @@
 /**
  * `deno task bench --tiny --json`: the JSON has the documented shape, and every reported figure is a
  * positive, finite number (errors: finite and >= 0). Runs the bench as a subprocess (about a minute on
- * llvmpipe), skipped without an adapter like every GPU test.
+ * llvmpipe), skipped without an adapter like every GPU test. `--list-kernels` needs no adapter.
  * @module
  */
 import { testGpu } from "../tests/_gpu.ts";
+import { KERNELS } from "../kernels/registry.ts";
 
 function assert(cond: unknown, message = "assertion failed"): asserts cond {
   if (!cond) throw new Error(message);
@@ -89,8 +90,13 @@ Deno.test({
     for (const kind of ["conv2d", "group_norm", "max_pool", "global_mean_pool"]) {
       assert(kinds.has(kind), kind);
     }
+    assertEquals(r.kernelShapes.model, "r101x3", "kernelShapes.model");
+    assertEquals(r.facts.family, "bit", "facts.family");
+    assert(r.throughput.some((t: { batch: number }) => t.batch === r.bestBatch.batch), "bestBatch");
     for (const row of r.kernels) {
       assert(row.engines.ours, `ours not timed on ${row.label}: ${JSON.stringify(row.skipped)}`);
+      assert(Array.isArray(row.variants) && row.variants.length > 0, `${row.label}: no variants`);
+      assertEquals(typeof row.checked, "string", `${row.label}.checked`);
       for (const key of ["ms", "wallMs", "gflops", "gbps", "flopShare", "byteShare", "maxRelError"]) {
         assertEquals(typeof row.engines.ours[key], "number", `${row.label}.${key}`);
       }
@@ -103,4 +109,20 @@ Deno.test({
     assert(chart.startsWith("<svg") && chart.includes("</svg>"));
     await Deno.remove(svg);
   },
+});
+
+Deno.test("bench --list-kernels prints every kernel variant of the registry, one per line", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      new URL("../bench/bench.ts", import.meta.url).pathname,
+      "--list-kernels",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(out.success, new TextDecoder().decode(out.stderr).slice(-2000));
+  assertEquals(new TextDecoder().decode(out.stdout).trim().split("\n"), [...KERNELS.keys()], "kernel names");
 });

@@ -111,6 +111,7 @@ async function matchesReference(device: GPUDevice, spec: KernelSpec): Promise<st
     const [out] = await runKernelOnce(device, spec, launch, [
       new Float32Array(x),
       new Float32Array(w),
+      new Float32Array(w), // the bias binding, unread without a bias
       r ? new Float32Array(r) : { bytes: want.length * 4 },
     ]);
     const got = new Float32Array(out);
@@ -146,7 +147,8 @@ async function timeShape(device: GPUDevice, spec: KernelSpec, pipeline: GPUCompu
   device.queue.writeBuffer(u, 0, launch.uniforms);
   const bindGroup = device.createBindGroup({
     layout: pipeline.getBindGroupLayout(0),
-    entries: [x, w, y, u].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    // w stands in for the bias binding, unread without a bias
+    entries: [x, w, w, y, u].map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
   const run = async (repeat: number) => {
     const t0 = performance.now();

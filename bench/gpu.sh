@@ -35,7 +35,7 @@ pack)
   echo "deno: $bin ($("$bin" --version | head -1))"
   xz -T0 -6 -c "$bin" >"$dir/deno.xz"
   # Every module and npm package the bench can load, in a DENO_DIR of its own.
-  DENO_DIR="$dir/deno_dir" "$bin" cache bench/bench.ts bench/peers_ort.ts bench/peers_tfjs.ts tests/bench_test.ts
+  DENO_DIR="$dir/deno_dir" "$bin" cache --config deno.dev.json bench/bench.ts bench/peers_ort.ts bench/peers_tfjs.ts bench/bench_test.ts
   # ORT loads its wasm at run time from the package's dist folder: already inside deno_dir's npm cache.
   tmp=$(mktemp -d)
   (cd "$tmp" && apt-get download libvulkan1 >/dev/null)
@@ -50,7 +50,7 @@ run)
   export LD_LIBRARY_PATH="$PWD/$dir/vulkan/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg-$$}
   mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
-  cmd=("$bin" run --cached-only --allow-read --allow-write --allow-env bench/bench.ts "$@")
+  cmd=("$bin" run --config deno.dev.json --cached-only --allow-read --allow-write --allow-env bench/bench.ts "$@")
   if [ -n "${OUT:-}" ]; then
     "${cmd[@]}" --json --svg "$OUT/bench.svg" >"$OUT/bench.json" 2>"$OUT/bench.log"
     "$bin" eval 'const r = JSON.parse(Deno.readTextFileSync(Deno.args[0])); console.log(r.adapter)' \

@@ -28,6 +28,7 @@ import jsquashDecode from "@jsquash/jpeg/decode.js";
 import jpegJs from "jpeg-js";
 import { packPixels } from "../kernels/resize_bilinear.ts";
 import { resizeBilinearRef } from "../kernels/resize_bilinear_ref.ts";
+import { bitPreprocessing } from "../models/bit.ts";
 
 /** A decoder under test: name and function returning RGB-compatible pixels. */
 interface Candidate {
@@ -204,7 +205,8 @@ async function fixtureInputs() {
         srcWidth: px.width,
         srcHeight: px.height,
         size: c.size,
-        preset: c.preset,
+        scale: bitPreprocessing(c.preset, c.size).scale,
+        offset: bitPreprocessing(c.preset, c.size).offset,
       });
       let max = 0, sum = 0;
       for (let i = 0; i < c.size * c.size; i++) {

@@ -1,299 +1,211 @@
 /**
- * Our kernels on every distinct convolution, GroupNorm and pooling shape of a BiT graph, each run through a
- * one-node plan built by the model's own planner (`recordBitPlan`), so the variants and launches are exactly
- * the model's.
+ * Our kernels on every distinct node shape of a model's graph, each run through a one-node graph lowered
+ * with the engine's own table (`LOWERINGS`), so the variants and launches are exactly the model's.
  *
- * Figures (per shape; N, H, W, C from the node's input, OH, OW from its output):
- * - conv2d: FLOP = 2·N·OH·OW·Cout·KH·KW·Cin; bytes = 4·(N·H·W·Cin + KH·KW·Cin·Cout + N·OH·OW·Cout)
- *   (each tensor once: the compulsory traffic). Timed without the residual accumulate.
- * - group_norm (statistics + apply + ReLU): FLOP = 6·N·H·W·C (3 for the sums, 3 to apply); bytes =
- *   12·N·H·W·C (x read twice, y written once).
- * - max_pool: FLOP = N·OH·OW·C·K² comparisons; bytes = 4·(N·H·W·C + N·OH·OW·C).
- * - global_mean_pool: FLOP = N·H·W·C; bytes = 4·(N·H·W·C + N·C).
- * GFLOP/s = FLOP / s, GB/s = bytes / s. Before any timing, each op kind runs on small shapes and is compared
- * with its float64 reference in `kernels/*_ref.ts`.
+ * A node is renamed to read `x0` (further inputs `bench.x1`, ...) and write `y`; an in-place node (the
+ * residual add) writes `bench.y`, which holds its prior value. `lowerGraph` declares one graph input, so
+ * the other tensors a node reads come from a bench-only entry, `bench_input`, that records no step and only
+ * declares them; the plan then takes them as inputs too. Figures and references come from `op_table.ts`.
  * @module
  */
-import {
-  type BitGraph,
-  bitGraph,
-  type BitNode,
-  type BitPreset,
-  GROUP_NORM_EPS,
-  GROUP_NORM_GROUPS,
-} from "../models/bit.ts";
-import type { BitArchitecture } from "../models/bit_arch.ts";
-import { recordBitPlan } from "../models/bit_plan.ts";
-import type { Plan, PlanDevice } from "../engine/plan.ts";
-import { conv2dRef } from "../kernels/conv2d_ref.ts";
-import { groupNormStatsRef } from "../kernels/group_norm_stats_ref.ts";
-import { groupNormApplyRef } from "../kernels/group_norm_apply_ref.ts";
-import { maxPoolRef } from "../kernels/max_pool_ref.ts";
-import { globalMeanPoolRef } from "../kernels/global_mean_pool_ref.ts";
-import { relativeMaxError, timeOnGpu, type Timing, type TimingOptions } from "./_timing.ts";
-import { randomFloats } from "../tests/_random.ts";
+import type { Graph, GraphNode } from "../engine/graph.ts";
+import { numel, type Shape } from "../engine/kernel.ts";
+import { lowerGraph, type LoweringTable, type OpLowering, type WeightBinding } from "../engine/lowering.ts";
+import type { PipelineCache, Plan, PlanDevice } from "../engine/plan.ts";
+import { LOWERINGS } from "../kernels/registry.ts";
+import { type CaseData, type NodeCase, OP_BENCH, type OpBench } from "./op_table.ts";
+import { timeOnGpu, type Timing, type TimingOptions } from "./_timing.ts";
 
-/** One distinct op shape of the graph. */
-export interface OpShape {
+/** One distinct node shape of a graph. */
+export interface NodeShape extends NodeCase {
   /** The op. */
-  readonly kind: BitNode["op"];
-  /** Readable shape, e.g. `conv 3x3/1 28x28x768 -> 28x28x768`. */
+  readonly op: string;
+  /** Readable shape (from the op's entry), with ` (N=n)` for batches over 1. */
   readonly label: string;
+  /** The `--quick` group. */
+  readonly group: string;
   /** Occurrences in the graph. */
   readonly count: number;
-  /** A node of this shape, renamed to read `x` and write `y`, accumulate off. */
-  readonly node: BitNode;
-  /** Input NHWC. */
-  readonly input: readonly number[];
-  /** Output NHWC (or [N, C]). */
-  readonly output: readonly number[];
-  /** FLOP per run (formula in the module doc). */
+  /** FLOP of one run. */
   readonly flop: number;
-  /** Compulsory bytes per run (formula in the module doc). */
+  /** Compulsory bytes of one run. */
   readonly bytes: number;
+  /** The one-node graph (without the `bench_input` node). */
+  readonly graph: Graph;
+  /** Tensors the one-node plan takes besides `x0`: `bench.x1`, ..., and `bench.y` for an in-place node. */
+  readonly extraInputs: readonly string[];
 }
 
-function prod(xs: readonly number[]): number {
-  return xs.reduce((a, b) => a * b, 1);
+/** The node of a one-node graph: inputs `x0`, `bench.x1`, ...; output `y` (in place: `bench.y`). */
+function renamed(node: GraphNode): GraphNode {
+  return {
+    ...node,
+    name: "node",
+    inputs: node.inputs.map((_, i) => (i === 0 ? "x0" : `bench.x${i}`)),
+    output: node.inPlace ? "bench.y" : "y",
+    weights: Object.fromEntries(Object.keys(node.weights).map((role) => [role, `w.${role}`])),
+  };
 }
 
 /**
- * Lists the distinct op shapes of `arch` at `size` and `batch`, in first-occurrence order.
+ * The distinct node shapes of `graph`, in first-occurrence order, and the ops the bench has no entry for
+ * (with their node counts).
  *
- * @param arch The architecture.
- * @param options Preset, input size, batch.
+ * @param graph The model's graph.
+ * @param ops The bench's op entries.
  */
 export function distinctShapes(
-  arch: BitArchitecture,
-  options: { preset: BitPreset; size: number; batch: number },
-): OpShape[] {
-  const graph = bitGraph(arch, options);
-  const byKey = new Map<string, OpShape>();
-  for (const node of graph.nodes) {
-    const input = graph.tensors.get(node.input)!;
-    const output = graph.tensors.get(node.output)!;
-    const [n, h, w, c] = input;
-    let label: string;
-    let flop: number;
-    let bytes: number;
-    const renamed = { ...node, input: "x", output: "y" } as BitNode;
-    switch (node.op) {
-      case "conv2d": {
-        const [, oh, ow, cout] = output;
-        const k = node.kernel;
-        label = `conv ${k}x${k}/${node.stride} ${h}x${w}x${c} -> ${oh}x${ow}x${cout}`;
-        flop = 2 * n * oh * ow * cout * k * k * c;
-        bytes = 4 * (n * h * w * c + k * k * c * cout + n * oh * ow * cout);
-        (renamed as { accumulate: boolean }).accumulate = false;
-        (renamed as { weight: string }).weight = "w";
-        break;
-      }
-      case "group_norm":
-        label = `group_norm ${h}x${w}x${c}`;
-        flop = 6 * n * h * w * c;
-        bytes = 12 * n * h * w * c;
-        (renamed as { gamma: string }).gamma = "gamma";
-        (renamed as { beta: string }).beta = "beta";
-        break;
-      case "max_pool": {
-        const [, oh, ow] = output;
-        label = `max_pool ${node.kernel}x${node.kernel}/${node.stride} ${h}x${w}x${c}`;
-        flop = n * oh * ow * c * node.kernel * node.kernel;
-        bytes = 4 * (n * h * w * c + prod(output));
-        break;
-      }
-      case "global_mean_pool":
-        label = `global_mean_pool ${h}x${w}x${c}`;
-        flop = n * h * w * c;
-        bytes = 4 * (n * h * w * c + n * c);
-        break;
+  graph: Graph,
+  ops: ReadonlyMap<string, OpBench> = OP_BENCH,
+): { shapes: NodeShape[]; unsupported: Record<string, number> } {
+  const byLabel = new Map<string, NodeShape>();
+  const unsupported: Record<string, number> = {};
+  for (const original of graph.nodes) {
+    const entry = ops.get(original.op);
+    if (!entry) {
+      unsupported[original.op] = (unsupported[original.op] ?? 0) + 1;
+      continue;
     }
-    if (n > 1) label += ` (N=${n})`;
-    const old = byKey.get(label);
-    byKey.set(
+    const node = renamed(original);
+    const inputs = original.inputs.map((t) => graph.tensors.get(t)!);
+    const output = graph.tensors.get(original.output)!;
+    const c: NodeCase = { node, inputs, output };
+    let label = entry.label(c);
+    if (inputs[0][0] > 1) label += ` (N=${inputs[0][0]})`;
+    const old = byLabel.get(label);
+    if (old) {
+      byLabel.set(label, { ...old, count: old.count + 1 });
+      continue;
+    }
+    const tensors = new Map<string, Shape>(node.inputs.map((t, i) => [t, inputs[i]]));
+    tensors.set(node.output, output);
+    const extraInputs = [...node.inputs.slice(1), ...(node.inPlace ? [node.output] : [])];
+    byLabel.set(label, {
+      ...c,
+      op: original.op,
       label,
-      old
-        ? { ...old, count: old.count + 1 }
-        : { kind: node.op, label, count: 1, node: renamed, input, output, flop, bytes },
-    );
+      group: entry.group(c),
+      count: 1,
+      flop: entry.flop(c),
+      bytes: entry.bytes(c),
+      graph: { tensors, nodes: [node], input: "x0", output: node.output, checkpoints: {} },
+      extraInputs,
+    });
   }
-  return [...byKey.values()];
+  return { shapes: [...byLabel.values()], unsupported };
 }
 
-/** A one-node plan for `op`, with its weight buffers. */
-export interface OpPlan {
+/** `--quick`: per group (op, and kernel size / stride for convolutions) the node with the fewest FLOP. */
+export function reducedSet(shapes: readonly NodeShape[]): NodeShape[] {
+  const best = new Map<string, NodeShape>();
+  for (const s of shapes) {
+    const old = best.get(s.group);
+    if (!old || s.flop < old.flop) best.set(s.group, s);
+  }
+  const kept = new Set(best.values());
+  return shapes.filter((s) => kept.has(s));
+}
+
+const BENCH_INPUT_OP = "bench_input";
+
+/** Declares the tensors named in `attrs.tensors` (comma-separated, `<node>.<suffix>`); records no step. */
+const benchInputLowering: OpLowering = {
+  op: BENCH_INPUT_OP,
+  outputShape: (_node, inputs) => inputs[0],
+  flops: () => 0,
+  lower(ctx) {
+    for (const name of String(ctx.node.attrs.tensors).split(",")) {
+      ctx.scratch(name.slice(ctx.node.name.length + 1), numel(ctx.shape(name)) * 4);
+    }
+  },
+};
+
+const TABLE: LoweringTable = new Map([...LOWERINGS, [BENCH_INPUT_OP, benchInputLowering]]);
+
+/** A built one-node plan with its weights. */
+export interface NodePlan {
   readonly plan: Plan;
-  /** Weight buffers by name (`w`, `gamma`, `beta`), to fill before running. */
-  readonly weights: ReadonlyMap<string, GPUBuffer>;
-  /** Frees the plan and the weights. */
+  /** Kernel variants of its steps, in order, without repeats. */
+  readonly variants: readonly string[];
+  /** Runs once on `data` and returns the output. */
+  run(data: CaseData): Promise<Float32Array>;
+  /** Times every step, in one compute pass per repeat. */
+  time(options: TimingOptions): Promise<Timing>;
+  /** Frees the plan and its weight buffers. */
   dispose(): void;
 }
 
 /**
- * Builds a one-node plan of `op` on `gpu` (uninitialised weights; write them with `queue.writeBuffer`).
+ * Builds the one-node plan of `shape`, with `data`'s weights uploaded.
+ *
+ * @param gpu The device (limits, features).
+ * @param shape The node shape.
+ * @param data Its weights (by role) are uploaded here; inputs are written by `run`.
+ * @param options Variants to force by name, and a pipeline cache to share.
  */
-export async function buildOpPlan(gpu: PlanDevice, op: OpShape): Promise<OpPlan> {
+export async function buildNodePlan(
+  gpu: PlanDevice & { features: ReadonlySet<string> },
+  shape: NodeShape,
+  data: CaseData,
+  options: { forcedKernels?: ReadonlySet<string>; cache?: PipelineCache } = {},
+): Promise<NodePlan> {
   const device = gpu.device;
-  const weights = new Map<string, GPUBuffer>();
-  const make = (name: string, floats: number) =>
-    weights.set(
-      name,
-      device.createBuffer({
-        label: `bench/${name}`,
-        size: Math.max(16, floats * 4),
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-      }),
-    );
-  const node = op.node;
-  if (node.op === "conv2d") make("w", node.kernel * node.kernel * op.input[3] * op.output[3]);
-  if (node.op === "group_norm") {
-    make("gamma", op.input[3]);
-    make("beta", op.input[3]);
+  const buffers: GPUBuffer[] = [];
+  const weights = new Map<string, WeightBinding>();
+  for (const [role, values] of Object.entries(data.weights)) {
+    const buffer = device.createBuffer({
+      label: `bench/w.${role}`,
+      size: Math.max(16, Math.ceil(values.byteLength / 16) * 16),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    buffers.push(buffer);
+    device.queue.writeBuffer(buffer, 0, values);
+    weights.set(`w.${role}`, { buffer });
   }
-  const graph: BitGraph = {
-    tensors: new Map([["x", op.input], ["y", op.output]]),
-    nodes: [node],
-    input: "x",
-    output: "y",
-    checkpoints: {},
-  };
   try {
-    const plan = await recordBitPlan(graph, weights, gpu.limits, { label: `bench/${op.kind}` }).build(gpu);
+    const nodes = shape.extraInputs.length === 0 ? shape.graph.nodes : [
+      {
+        op: BENCH_INPUT_OP,
+        name: "bench",
+        inputs: [],
+        output: "x0",
+        weights: {},
+        attrs: { tensors: shape.extraInputs.join(",") },
+        inPlace: true,
+      },
+      ...shape.graph.nodes,
+    ];
+    const builder = lowerGraph(
+      { ...shape.graph, nodes },
+      TABLE,
+      weights,
+      { limits: gpu.limits, features: gpu.features },
+      { label: `bench/${shape.op}`, forcedKernels: options.forcedKernels },
+    );
+    for (const name of shape.extraInputs) builder.input(name, builder.bytesOf(name));
+    const plan = await builder.build(gpu, options.cache);
+    const variants = [...new Set(plan.stepLabels.map((l) => l.split("/")[1]))];
     return {
       plan,
-      weights,
+      variants,
+      async run(d) {
+        const inputs: Record<string, Float32Array<ArrayBuffer>> = { x0: d.inputs[0] };
+        d.inputs.slice(1).forEach((x, i) => inputs[`bench.x${i + 1}`] = x);
+        if (shape.node.inPlace) inputs["bench.y"] = d.prior!;
+        const out = await plan.run(inputs);
+        return new Float32Array(out.get(shape.graph.output)!);
+      },
+      time(timing) {
+        const steps = plan.stats.steps;
+        return timeOnGpu(device, (encoder, ts) => plan.encode(encoder, 0, steps, ts), timing);
+      },
       dispose() {
         plan.dispose();
-        for (const b of weights.values()) b.destroy();
+        for (const b of buffers) b.destroy();
       },
     };
   } catch (e) {
-    for (const b of weights.values()) b.destroy();
+    for (const b of buffers) b.destroy();
     throw e;
   }
-}
-
-/** Seeded uniform floats in [lo, hi), as float32. */
-export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
-  return Float32Array.from(randomFloats(n, seed, lo, hi));
-}
-
-/** Inputs of one op: x, and w or gamma/beta, seeded from the op's label. */
-export function opInputs(
-  op: OpShape,
-): {
-  x: Float32Array<ArrayBuffer>;
-  w?: Float32Array<ArrayBuffer>;
-  gamma?: Float32Array<ArrayBuffer>;
-  beta?: Float32Array<ArrayBuffer>;
-} {
-  const seed = [...op.label].reduce((h, ch) => Math.imul(h ^ ch.charCodeAt(0), 16777619), 2166136261);
-  const x = randomF32(prod(op.input), seed, -1, 1);
-  if (op.node.op === "conv2d") {
-    const fan = op.node.kernel * op.node.kernel * op.input[3];
-    const a = Math.sqrt(3 / fan); // unit-variance outputs
-    return { x, w: randomF32(fan * op.output[3], seed + 1, -a, a) };
-  }
-  if (op.node.op === "group_norm") {
-    return {
-      x,
-      gamma: randomF32(op.input[3], seed + 2, 0.75, 1.25),
-      beta: randomF32(op.input[3], seed + 3, -0.25, 0.25),
-    };
-  }
-  return { x };
-}
-
-/** Runs `op` once on `inputs` and returns its output. */
-export async function runOp(
-  device: GPUDevice,
-  opPlan: OpPlan,
-  inputs: ReturnType<typeof opInputs>,
-): Promise<Float32Array> {
-  for (const [name, data] of [["w", inputs.w], ["gamma", inputs.gamma], ["beta", inputs.beta]] as const) {
-    if (data) device.queue.writeBuffer(opPlan.weights.get(name)!, 0, data);
-  }
-  const out = await opPlan.plan.run({ x: inputs.x });
-  return new Float32Array(out.get("y")!);
-}
-
-/** The float64 reference of `op` on `inputs`. */
-export function opReference(op: OpShape, inputs: ReturnType<typeof opInputs>): Float64Array {
-  const [n, h, w, c] = op.input;
-  const x = Float64Array.from(inputs.x);
-  const node = op.node;
-  switch (node.op) {
-    case "conv2d":
-      return conv2dRef(x, Float64Array.from(inputs.w!), {
-        n,
-        h,
-        w,
-        cin: c,
-        cout: op.output[3],
-        kh: node.kernel,
-        kw: node.kernel,
-        stride: node.stride,
-        pad: node.pad,
-        accumulate: false,
-      });
-    case "group_norm": {
-      const shape = { n, hw: h * w, c, groups: GROUP_NORM_GROUPS, eps: GROUP_NORM_EPS };
-      const stats = groupNormStatsRef(x, shape);
-      return groupNormApplyRef(x, stats, Float64Array.from(inputs.gamma!), Float64Array.from(inputs.beta!), {
-        ...shape,
-        relu: node.relu,
-      });
-    }
-    case "max_pool":
-      return maxPoolRef(x, {
-        n,
-        h,
-        w,
-        c,
-        k: node.kernel,
-        stride: node.stride,
-        pad: node.pad,
-        padValue: node.padValue,
-      });
-    case "global_mean_pool":
-      return globalMeanPoolRef(x, { n, hw: h * w, c });
-  }
-}
-
-/** Small shapes, one per op kind and conv kind, checked against the references before any timing. */
-export function checkShapes(): OpShape[] {
-  const arch: BitArchitecture = {
-    stemChannels: 32,
-    stages: [{ units: 1, channels: 64, midChannels: 32, stride: 1 }, {
-      units: 1,
-      channels: 64,
-      midChannels: 32,
-      stride: 2,
-    }],
-  };
-  return distinctShapes(arch, { preset: "derm", size: 36, batch: 2 });
-}
-
-/** Relative max error of every small check shape (op label → error); throws nothing. */
-export async function checkOurKernels(gpu: PlanDevice): Promise<{ label: string; error: number }[]> {
-  const out: { label: string; error: number }[] = [];
-  for (const op of checkShapes()) {
-    const p = await buildOpPlan(gpu, op);
-    try {
-      const inputs = opInputs(op);
-      out.push({
-        label: op.label,
-        error: relativeMaxError(await runOp(gpu.device, p, inputs), opReference(op, inputs)),
-      });
-    } finally {
-      p.dispose();
-    }
-  }
-  return out;
-}
-
-/** Times `op` with its plan: every step of the one-node plan in one compute pass per repeat. */
-export function timeOp(device: GPUDevice, opPlan: OpPlan, options: TimingOptions): Promise<Timing> {
-  const steps = opPlan.plan.stats.steps;
-  return timeOnGpu(device, (encoder, ts) => opPlan.plan.encode(encoder, 0, steps, ts), options);
 }

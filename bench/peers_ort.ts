@@ -1,9 +1,9 @@
 /**
- * ONNX Runtime Web's WebGPU execution provider as a peer: single-op models (Conv, MatMul) and whole graphs
- * written by `onnx_writer.ts`, run on the same adapter (ORT creates its own device on it).
+ * ONNX Runtime Web's WebGPU execution provider as a peer: one-node graphs, MatMul and whole graphs written
+ * by `onnx_export.ts` / `onnx_writer.ts`, run on the same adapter (ORT creates its own device on it).
  *
  * ORT's Conv is NCHW, its native layout, and is timed that way: inputs are transposed on the CPU before
- * upload, outputs transposed back for the comparison with ours. Inputs stay on the GPU
+ * upload, outputs transposed back for the comparison with ours (`layouts.ts`). Inputs stay on the GPU
  * (`Tensor.fromGpuBuffer`) and outputs too (`preferredOutputLocation: "gpu-buffer"`), so a timed repeat
  * is one `session.run` with no upload or readback; the device's `onSubmittedWorkDone` closes each trial.
  * The wasm part runs single-threaded (`numThreads = 1`); its files are loaded from the package's dist folder.
@@ -114,41 +114,4 @@ export class OrtModel {
     for (const b of this.#buffers) b.destroy();
     await this.#session.release();
   }
-}
-
-/** NHWC → NCHW. */
-export function nhwcToNchw(x: Float32Array, n: number, h: number, w: number, c: number): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let b = 0; b < n; b++) {
-    for (let p = 0; p < h * w; p++) {
-      for (let ch = 0; ch < c; ch++) out[(b * c + ch) * h * w + p] = x[(b * h * w + p) * c + ch];
-    }
-  }
-  return out;
-}
-
-/** NCHW → NHWC. */
-export function nchwToNhwc(x: Float32Array, n: number, h: number, w: number, c: number): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let b = 0; b < n; b++) {
-    for (let p = 0; p < h * w; p++) {
-      for (let ch = 0; ch < c; ch++) out[(b * h * w + p) * c + ch] = x[(b * c + ch) * h * w + p];
-    }
-  }
-  return out;
-}
-
-/** HWIO [KH, KW, I, O] → OIHW [O, I, KH, KW]. */
-export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
-  const out = new Float32Array(w.length);
-  for (let y = 0; y < kh; y++) {
-    for (let x = 0; x < kw; x++) {
-      for (let i = 0; i < cin; i++) {
-        for (let o = 0; o < cout; o++) {
-          out[((o * cin + i) * kh + y) * kw + x] = w[((y * kw + x) * cin + i) * cout + o];
-        }
-      }
-    }
-  }
-  return out;
 }

@@ -1,7 +1,14 @@
 /**
- * TF.js's WebGPU backend (`@tensorflow/tfjs-backend-webgpu`) as a peer: conv2d and matMul on the same
- * shapes (NHWC and HWIO, TF.js's native layouts, so no transposes), and the whole BiT graph from the same
- * weights through TF.js ops (conv2d, moments for GroupNorm, relu, add, maxPool, mean).
+ * TF.js's WebGPU backend (`@tensorflow/tfjs-backend-webgpu`) as a peer: any of our graphs (a one-node graph
+ * for the kernel table, the whole model) run op by op through a table keyed by op, on the same weights as
+ * the engine holds them (NHWC activations and HWIO kernels are TF.js's native layouts: no transposes), and
+ * matMul for the 1x1 convolutions.
+ * - conv2d → `tf.fused.conv2d` (bias and, without a residual, ReLU fused: TF.js's fastest path), then the
+ *   residual add and ReLU for in-place nodes;
+ * - group_norm → reshape [N, HW, G, C/G], `tf.moments` over pixels and channels of a group, scale, shift
+ *   (ReLU);
+ * - max_pool → `tf.maxPool` with the node's padding (`-inf`: TF.js's own; `zero`: `tf.pad` first);
+ * - global_mean_pool → `tf.mean` over H and W.
  *
  * Timing: a repeat calls the op (or the forward pass) and disposes the previous result without reading it;
  * each trial ends by reading the last result back (`data()`), the completion signal TF.js honours.
@@ -9,7 +16,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-webgpu";
-import { type BitGraph, GROUP_NORM_EPS, GROUP_NORM_GROUPS } from "../models/bit.ts";
+import type { Graph, GraphNode } from "../engine/graph.ts";
+import { flagAttr, numberAttr } from "../engine/graph.ts";
+import type { Shape } from "../engine/kernel.ts";
+import { convAttrs, poolShape } from "./op_table.ts";
 import { timeByWall, type Timing, type TimingOptions } from "./_timing.ts";
 
 /** TF.js's version string. */
@@ -32,14 +42,18 @@ function backend(): WebGpuBackendLike {
   return tf.backend() as unknown as WebGpuBackendLike;
 }
 
-/** Runs `forward` once, reads the result back, and times it (no readback in the timed repeats). */
-export async function runAndTimeTfjs(
-  forward: () => tf.Tensor,
-  options: TimingOptions,
-): Promise<{ output: Float32Array; timing: Timing }> {
+/** Runs `forward` once and reads the result back. */
+export async function runTfjs(forward: () => tf.Tensor): Promise<Float32Array> {
   const first = forward();
-  const output = new Float32Array(await first.data());
-  first.dispose();
+  try {
+    return new Float32Array(await first.data());
+  } finally {
+    first.dispose();
+  }
+}
+
+/** Times `forward` (no readback in the timed repeats; one per trial, amortised). */
+export async function timeTfjs(forward: () => tf.Tensor, options: TimingOptions): Promise<Timing> {
   let last: tf.Tensor | undefined;
   const timing = await timeByWall(
     () => {
@@ -56,7 +70,7 @@ export async function runAndTimeTfjs(
     options,
   );
   last?.dispose();
-  return { output, timing };
+  return timing;
 }
 
 /** A tensor from float32 data. */
@@ -64,70 +78,167 @@ export function tfTensor(data: Float32Array, dims: readonly number[]): tf.Tensor
   return tf.tensor(data, [...dims], "float32");
 }
 
-/** NHWC conv with explicit symmetric padding. */
-export function tfConv(x: tf.Tensor, w: tf.Tensor, stride: number, pad: number): tf.Tensor {
-  return tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, [[0, 0], [pad, pad], [pad, pad], [0, 0]]);
+/** Matrix product with our conv epilogue: (a @ b + bias + prior), then ReLU. */
+export function tfMatMul(
+  a: tf.Tensor,
+  b: tf.Tensor,
+  epilogue: { bias?: tf.Tensor; prior?: tf.Tensor; relu: boolean },
+): tf.Tensor {
+  return tf.tidy(() => {
+    let y = tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D) as tf.Tensor;
+    if (epilogue.bias) y = tf.add(y, epilogue.bias);
+    if (epilogue.prior) y = tf.add(y, epilogue.prior);
+    return epilogue.relu ? tf.relu(y) : y;
+  });
 }
 
-/** Matrix product. */
-export function tfMatMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  return tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D);
+/** What an op's TF.js function sees. */
+export interface TfjsOpContext {
+  readonly node: GraphNode;
+  /** Our (NHWC) shape of a graph tensor. */
+  shape(tensor: string): Shape;
+  /** Node input `i`. */
+  input(i: number): tf.Tensor;
+  /** The output's value before this node (in-place nodes). */
+  prior(): tf.Tensor;
+  /** The node's weight for `role`, uploaded with the dims the op's `weightDims` gave. */
+  weight(role: string): tf.Tensor;
+}
+
+/** The TF.js entry of one op. */
+export interface TfjsOp {
+  /** Dims of each weight role, from the node and the input shapes. */
+  weightDims(node: GraphNode, shape: (t: string) => Shape): Record<string, number[]>;
+  /** The node's output. */
+  run(ctx: TfjsOpContext): tf.Tensor;
+}
+
+/** The entries, by op. */
+export const TFJS_OPS: ReadonlyMap<string, TfjsOp> = new Map<string, TfjsOp>([
+  ["conv2d", {
+    weightDims(node, shape) {
+      const a = convAttrs(node);
+      const dims: Record<string, number[]> = { weight: [a.kh, a.kw, shape(node.inputs[0])[3], a.cout] };
+      if (a.bias) dims.bias = [a.cout];
+      return dims;
+    },
+    run(ctx) {
+      const a = convAttrs(ctx.node);
+      const fuseRelu = a.relu && !ctx.node.inPlace;
+      let y = tf.fused.conv2d({
+        x: ctx.input(0) as tf.Tensor4D,
+        filter: ctx.weight("weight") as tf.Tensor4D,
+        strides: a.stride,
+        pad: [[0, 0], [a.pad, a.pad], [a.pad, a.pad], [0, 0]],
+        bias: a.bias ? ctx.weight("bias") : undefined,
+        activation: fuseRelu ? "relu" : "linear",
+      }) as tf.Tensor;
+      if (ctx.node.inPlace) y = tf.add(y, ctx.prior());
+      return a.relu && !fuseRelu ? tf.relu(y) : y;
+    },
+  }],
+  ["group_norm", {
+    weightDims(node, shape) {
+      const c = shape(node.inputs[0])[3];
+      return { gamma: [c], beta: [c] };
+    },
+    run(ctx) {
+      const x = ctx.input(0);
+      const [n, h, w, c] = x.shape;
+      const groups = numberAttr(ctx.node, "groups");
+      const g = tf.reshape(x, [n, h * w, groups, c / groups]);
+      const { mean, variance } = tf.moments(g, [1, 3], true);
+      const rstd = tf.rsqrt(tf.add(variance, numberAttr(ctx.node, "eps")));
+      const normed = tf.reshape(tf.mul(tf.sub(g, mean), rstd), [n, h, w, c]);
+      const y = tf.add(tf.mul(normed, ctx.weight("gamma")), ctx.weight("beta"));
+      return flagAttr(ctx.node, "relu") ? tf.relu(y) : y;
+    },
+  }],
+  ["max_pool", {
+    weightDims: () => ({}),
+    run(ctx) {
+      const s = poolShape({ node: ctx.node, inputs: [ctx.shape(ctx.node.inputs[0])] });
+      const x = ctx.input(0) as tf.Tensor4D;
+      if (s.padValue === "zero" && s.pad > 0) {
+        const p = s.pad;
+        return tf.maxPool(tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]), s.k, s.stride, "valid");
+      }
+      return tf.maxPool(x, s.k, s.stride, s.pad);
+    },
+  }],
+  ["global_mean_pool", {
+    weightDims: () => ({}),
+    run: (ctx) => tf.mean(ctx.input(0), [1, 2]),
+  }],
+]);
+
+/** A graph uploaded to TF.js. */
+export interface TfjsGraph {
+  /** The forward pass on the inputs, in the order given to {@linkcode tfjsGraph}. */
+  forward(inputs: readonly tf.Tensor[]): tf.Tensor;
+  /** Frees the weights. */
+  dispose(): void;
 }
 
 /**
- * Uploads the weights of `graph` (standardised HWIO kernels, γ and β) and returns the forward pass.
+ * Uploads the weights of `graph` and returns its forward pass.
  *
  * @param graph The graph (NHWC).
- * @param hwio timm name → standardised HWIO kernel (stem: 3 input channels) or [C] vector.
- * @returns The forward pass on an NHWC [N, S, S, 3] input, and a dispose function.
+ * @param weights Graph weight name → values as the engine holds them (HWIO kernels, [C] vectors).
+ * @param options `inputs`: graph tensors given as inputs (default: the graph input).
+ * @throws {TypeError} For an op without an entry or a missing weight, naming the node.
  */
-export function tfjsBitForward(
-  graph: BitGraph,
-  hwio: ReadonlyMap<string, { data: Float32Array; dims: number[] }>,
-): { forward: (x: tf.Tensor) => tf.Tensor; dispose(): void } {
-  const w = new Map<string, tf.Tensor>();
-  for (const [name, t] of hwio) w.set(name, tf.tensor(t.data, t.dims, "float32"));
-  const forward = (input: tf.Tensor) =>
-    tf.tidy(() => {
-      const current = new Map<string, tf.Tensor>([[graph.input, input]]);
-      for (const node of graph.nodes) {
-        const x = current.get(node.input)!;
-        switch (node.op) {
-          case "conv2d": {
-            const y = tfConv(x, w.get(node.weight)!, node.stride, node.pad);
-            current.set(node.output, node.accumulate ? tf.add(current.get(node.output)!, y) : y);
-            break;
-          }
-          case "group_norm": {
-            const [n, h, wd, c] = x.shape;
-            const g = tf.reshape(x, [n, h * wd, GROUP_NORM_GROUPS, c / GROUP_NORM_GROUPS]);
-            const { mean, variance } = tf.moments(g, [1, 3], true);
-            const normed = tf.reshape(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, GROUP_NORM_EPS))), [
-              n,
-              h,
-              wd,
-              c,
-            ]);
-            const y = tf.add(tf.mul(normed, w.get(node.gamma)!), w.get(node.beta)!);
-            current.set(node.output, node.relu ? tf.relu(y) : y);
-            break;
-          }
-          case "max_pool": {
-            if (node.padValue !== "-inf") throw new TypeError("Cannot run TF.js max_pool: only -inf padding");
-            current.set(node.output, tf.maxPool(x as tf.Tensor4D, node.kernel, node.stride, node.pad));
-            break;
-          }
-          case "global_mean_pool":
-            current.set(node.output, tf.mean(x, [1, 2]));
-            break;
+export function tfjsGraph(
+  graph: Graph,
+  weights: ReadonlyMap<string, Float32Array>,
+  options: { inputs?: readonly string[] } = {},
+): TfjsGraph {
+  const inputs = options.inputs ?? [graph.input];
+  const shape = (t: string) => graph.tensors.get(t)!;
+  const uploaded = new Map<string, tf.Tensor>();
+  try {
+    for (const node of graph.nodes) {
+      const entry = TFJS_OPS.get(node.op);
+      if (!entry) throw new TypeError(`Cannot run "${node.name}" on TF.js: no entry for op "${node.op}"`);
+      for (const [role, dims] of Object.entries(entry.weightDims(node, shape))) {
+        const name = node.weights[role];
+        const w = name === undefined ? undefined : weights.get(name);
+        if (!w) {
+          throw new TypeError(`Cannot run "${node.name}" on TF.js: weight "${name ?? role}" is missing`);
         }
+        if (!uploaded.has(name)) uploaded.set(name, tf.tensor(w, dims, "float32"));
       }
-      return current.get(graph.output)!;
-    });
+    }
+  } catch (e) {
+    for (const t of uploaded.values()) t.dispose();
+    throw e;
+  }
   return {
-    forward,
+    forward(xs) {
+      return tf.tidy(() => {
+        const current = new Map<string, tf.Tensor>(inputs.map((t, i) => [t, xs[i]]));
+        for (const node of graph.nodes) {
+          const value = (t: string) => {
+            const v = current.get(t);
+            if (!v) throw new TypeError(`Cannot run "${node.name}" on TF.js: "${t}" has no value yet`);
+            return v;
+          };
+          current.set(
+            node.output,
+            TFJS_OPS.get(node.op)!.run({
+              node,
+              shape,
+              input: (i) => value(node.inputs[i]),
+              prior: () => value(node.output),
+              weight: (role) => uploaded.get(node.weights[role])!,
+            }),
+          );
+        }
+        return current.get(graph.output)!;
+      });
+    },
     dispose() {
-      for (const t of w.values()) t.dispose();
+      for (const t of uploaded.values()) t.dispose();
     },
   };
 }
