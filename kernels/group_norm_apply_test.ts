@@ -8,7 +8,6 @@ import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16
 import { type Flavour, FLAVOURS } from "./_precision.ts";
 import {
   GROUP_NORM_APPLY_FLAVOURS,
-  GROUP_NORM_APPLY_SPECS,
   groupNormApplyLaunch,
   type GroupNormApplyShape,
   groupNormApplyVariant,
