@@ -13,6 +13,7 @@ import { describeGpu } from "../engine/device.ts";
 import type { Embedder } from "../engine/embedder.ts";
 import { type DecodedImage, DEFAULT_MAX_PIXELS } from "../engine/image_decode.ts";
 import { NonFiniteError } from "../engine/errors.ts";
+import { type Precision, PRECISIONS } from "../engine/precision.ts";
 import { reportError } from "./errors.ts";
 import { collectInputs, type InputImage } from "./inputs.ts";
 import { DEFAULT_ROW_GROUP_ROWS, OUTPUT_FORMATS, outputFormat, type OutputInfo } from "./outputs.ts";
@@ -74,6 +75,10 @@ Options:
                       concatenated (default 4, Gröger et al.'s protocol; 1 = the usual class token)
   --kernels NAME,...  force these kernel variants wherever they apply (e.g. conv2d_direct); see
                       deno task bench --list-kernels
+  --precision P       f32 (default) or f16: store weights and activations as f16 (half the weights' GPU
+                      memory; f32 arithmetic, norm statistics and softmax; embeddings within 1e-2 of f32).
+                      Needs an adapter with shader-f16 (lavapipe through DENO_WEBGPU_BACKEND=vulkan has it,
+                      llvmpipe through GL has not): without it the run fails (exit 1), never falls back
   --tune auto|always|off  choose kernel variants by timing them on this adapter, once per shape, and keep
                       the choices in the cache directory (tuning.json): auto (default) on GPUs, not on the
                       CPU rasterisers (llvmpipe, lavapipe, SwiftShader) whose defaults are the best measured
@@ -121,6 +126,7 @@ interface Options {
   vitHeads?: number;
   vitBlocks?: number;
   kernels?: string[];
+  precision?: Precision;
   tune?: "auto" | "always" | "off";
   out: string;
   batch?: number;
@@ -153,6 +159,7 @@ export async function main(args: string[]): Promise<number> {
         "vit-heads": { type: "string" },
         "vit-blocks": { type: "string" },
         kernels: { type: "string" },
+        precision: { type: "string" },
         tune: { type: "string" },
         out: { type: "string" },
         list: { type: "string", multiple: true },
@@ -185,6 +192,9 @@ export async function main(args: string[]): Promise<number> {
   if (values.preset !== undefined && !PRESET_NAMES.includes(values.preset)) {
     return usage(`--preset must be one of ${PRESET_NAMES.join(", ")}, got "${values.preset}"`);
   }
+  if (values.precision !== undefined && !PRECISIONS.includes(values.precision as Precision)) {
+    return usage(`--precision must be one of ${PRECISIONS.join(", ")}, got "${values.precision}"`);
+  }
   if (values.tune !== undefined && !["auto", "always", "off"].includes(values.tune)) {
     return usage(`--tune must be auto, always or off, got "${values.tune}"`);
   }
@@ -211,6 +221,7 @@ export async function main(args: string[]): Promise<number> {
       vitHeads: int("vit-heads", values["vit-heads"], 1, 1024),
       vitBlocks: int("vit-blocks", values["vit-blocks"], 1, 1024),
       kernels: values.kernels?.split(",").map((k) => k.trim()).filter((k) => k !== ""),
+      precision: values.precision as Precision | undefined,
       tune: values.tune as Options["tune"],
       out: values.out,
       batch: int("batch", values.batch, 1),
@@ -273,6 +284,7 @@ async function run(all: InputImage[], o: Options): Promise<number> {
     vitHeads: o.vitHeads,
     vitBlocks: o.vitBlocks,
     kernels: o.kernels,
+    precision: o.precision,
     tune: o.tune,
     tuningCache: new FileTuningCache(),
     engineVersion: ENGINE,
@@ -450,6 +462,8 @@ async function run(all: InputImage[], o: Options): Promise<number> {
           images_per_second: Number((embedded / (embedMs / 1000)).toFixed(2)),
           adapter: embedder.gpu.adapterInfo.description,
           model: embedder.describe(),
+          precision: embedder.precision,
+          weight_bytes: embedder.weights.bytes,
           tuned_kernels: embedder.tunedChoices.map((c) => ({
             shape: c.key,
             variant: c.variant,
