@@ -306,6 +306,7 @@ async function run(all: InputImage[], o: Options): Promise<number> {
       preset: embedder.facts.preset,
       size: embedder.size,
       embeddingSize: embedder.embeddingSize,
+      precision: embedder.precision,
       engine: ENGINE,
       inputs: all.length,
       inputsSha256: inputsFingerprint(all),

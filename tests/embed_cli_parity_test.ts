@@ -101,6 +101,18 @@ f16GpuTest(
       assert.equal(summary.precision, "f16");
       assert.match(summary.model, /precision f16/);
       assert.ok(summary.weight_bytes > 0);
+      const facts = JSON.parse(await Deno.readTextFile(`${dir}/e.npy.json`));
+      assert.equal(facts.precision, "f16");
+      // Rows of another precision are not mixed in: resuming at f32 is refused, naming the precision.
+      const c = fixtureCases().find((x) => x.name === "tiny-derm-96")!;
+      const weights = await caseWeightsPath(c) ??
+        proceduralArgument(c.layers, c.channels, c.stem_chs, c.seed);
+      const again = await embedCli([
+        ...["--weights", weights, "--preset", c.preset, "--size", String(c.size), "--resume", "--quiet"],
+        ...["--out", `${dir}/e.npy`, caseImagePath(c)],
+      ]);
+      assert.equal(again.code, 1, again.stderr);
+      assert.match(again.stderr, /it was made with precision "f16", this run uses f32/);
     });
   },
   async (gpu) => {
