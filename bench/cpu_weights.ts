@@ -69,9 +69,11 @@ export async function cpuResidentWeights(
   const out = new Map<string, Float32Array>();
   const waiting = new Map<string, number[]>();
   recipes.forEach((r, i) => {
-    if (r.transform.kind === "gpu" && !GPU_TRANSFORMS_ON_CPU.has(r.transform.spec.name)) {
+    if (r.transform.kind === "gpu" && !GPU_TRANSFORMS_ON_CPU.has(r.transform.specs.f32.name)) {
       throw new TypeError(
-        `Cannot compute "${r.outputs[0]}" on the CPU: no equivalent of kernel "${r.transform.spec.name}"`,
+        `Cannot compute "${
+          r.outputs[0]
+        }" on the CPU: no equivalent of kernel "${r.transform.specs.f32.name}"`,
       );
     }
     for (const s of r.sources) waiting.set(s, [...(waiting.get(s) ?? []), i]);
@@ -87,7 +89,7 @@ export async function cpuResidentWeights(
       const t = r.transform;
       const values = t.kind === "cpu"
         ? t.run(chunks)
-        : [GPU_TRANSFORMS_ON_CPU.get(t.spec.name)!(chunks[0], t.input(chunks[0]).launch)];
+        : [GPU_TRANSFORMS_ON_CPU.get(t.specs.f32.name)!(chunks[0], t.input(chunks[0]).launch)];
       r.outputs.forEach((name, k) => out.set(name, values[k]));
     }
   }

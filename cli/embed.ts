@@ -10,6 +10,7 @@ import { openWeightsArgument } from "./weights_arg.ts";
 import { FileTuningCache } from "./tuning_cache.ts";
 import { resolveModel } from "./model_cache.ts";
 import { describeGpu } from "../engine/device.ts";
+import type { Precision } from "../engine/precision.ts";
 import { type DecodedImage, DEFAULT_MAX_PIXELS } from "../engine/image_decode.ts";
 import { reportError } from "./errors.ts";
 import { embedChunk } from "./embed_chunk.ts";
@@ -96,6 +97,7 @@ interface Options {
   vitHeads?: number;
   vitBlocks?: number;
   kernels?: string[];
+  precision?: Precision;
   tune?: TuneMode;
   out: string;
   batch?: number;
@@ -128,6 +130,7 @@ export async function main(args: string[]): Promise<number> {
         "vit-heads": { type: "string" },
         "vit-blocks": { type: "string" },
         kernels: { type: "string" },
+        precision: { type: "string" },
         tune: { type: "string" },
         out: { type: "string" },
         list: { type: "string", multiple: true },
@@ -232,6 +235,7 @@ async function run(all: InputImage[], o: Options): Promise<number> {
     vitHeads: o.vitHeads,
     vitBlocks: o.vitBlocks,
     kernels: o.kernels,
+    precision: o.precision,
     tune: o.tune,
     tuningCache: new FileTuningCache(),
     engineVersion: ENGINE,
@@ -253,6 +257,7 @@ async function run(all: InputImage[], o: Options): Promise<number> {
       preset: embedder.facts.preset,
       size: embedder.size,
       embeddingSize: embedder.embeddingSize,
+      precision: embedder.precision,
       engine: ENGINE,
       inputs: all.length,
       inputsSha256: inputsFingerprint(all),
@@ -409,6 +414,8 @@ async function run(all: InputImage[], o: Options): Promise<number> {
           images_per_second: Number((embedded / (embedMs / 1000)).toFixed(2)),
           adapter: embedder.gpu.adapterInfo.description,
           model: embedder.describe(),
+          precision: embedder.precision,
+          weight_bytes: embedder.weights.bytes,
           tuned_kernels: embedder.tunedChoices.map((c) => ({
             shape: c.key,
             variant: c.variant,

@@ -101,6 +101,7 @@ const IDENTITY = [
   ["preset", (h: OutputHeader) => h.info.preset],
   ["input_size", (h: OutputHeader) => h.info.size],
   ["embedding_size", (h: OutputHeader) => h.info.embeddingSize],
+  ["precision", (h: OutputHeader) => h.info.precision ?? "f32"],
 ] as const;
 
 /** `embed`'s output while it runs. */

@@ -3,7 +3,7 @@
  * whose rows and paths are in the whole input order: the file one unsharded run writes, byte for byte.
  *
  * The shards must state the same model facts (model, architecture, preset, input size, embedding size,
- * engine) and the same inputs (count and fingerprint), be distinct parts of one partition, and hold
+ * precision, engine) and the same inputs (count and fingerprint), be distinct parts of one partition, and hold
  * disjoint rows, each in the part its path hashes to. Rows are streamed (a k-way merge by position), so
  * memory does not grow with the number of rows. Rows of the whole input that no shard holds are reported;
  * the shards' `.errors.jsonl` files are merged the same way and say why where they can.
@@ -31,9 +31,9 @@ Reads every SHARD (outputs of deno task embed --shard I/N, in any of the formats
 file one run without --shard writes. The shards' OUT.errors.jsonl files are merged into OUT.errors.jsonl.
 One SHARD alone is converted to OUT's format and stays a shard (it can be merged with the others later).
 
-Checks: every shard states the same model, architecture, preset, input size, embedding size, engine and
-inputs (their count and SHA-256); their --shard parts are distinct parts of one N; no row is in two shards,
-and each row is in the part its path hashes to. Rows of the whole input that no shard holds are reported
+Checks: every shard states the same model, architecture, preset, input size, embedding size, precision,
+engine and inputs (their count and SHA-256); their --shard parts are distinct parts of one N; no row is in
+two shards, and each row is in the part its path hashes to. Rows of the whole input that no shard holds are reported
 (with the reason where a shard's errors file has it); the merged file is written all the same, and the
 exit code is 1.
 
@@ -79,6 +79,7 @@ const SAME = [
   "preset",
   "input_size",
   "embedding_size",
+  "precision",
   "engine",
   "inputs",
   "inputs_sha256",

@@ -1,9 +1,10 @@
 /**
  * The model flags that `deno task embed` and `deno task serve` share (--weights, --model, --preset, --size,
- * --resize, --vit-heads, --vit-blocks, --kernels, --tune): their help text, their checks, and the integer
+ * --resize, --vit-heads, --vit-blocks, --kernels, --precision, --tune): their help text, their checks, and the integer
  * flag parser both commands use for every numeric flag.
  * @module
  */
+import { type Precision, PRECISIONS } from "../engine/precision.ts";
 import { PROCEDURAL_MODELS } from "../models/registry.ts";
 
 /** The presets `--preset` takes. */
@@ -37,6 +38,11 @@ export const MODEL_FLAGS_HELP =
                       concatenated (default 4, Gröger et al.'s protocol; 1 = the usual class token)
   --kernels NAME,...  force these kernel variants wherever they apply (e.g. conv2d_direct); see
                       deno task bench --list-kernels
+  --precision P       f32 (default) or f16: store weights and activations as f16 (half the weights' GPU
+                      memory; f32 arithmetic, norm statistics and softmax; see the README's Precision for
+                      the error per fixture case). Needs an adapter with shader-f16 (lavapipe through
+                      DENO_WEBGPU_BACKEND=vulkan has it, llvmpipe through GL has not): without it the run
+                      fails (exit 1), never falls back
   --tune auto|always|off  choose kernel variants by timing them on this adapter, once per shape, and keep
                       the choices in the cache directory (tuning.json): auto (default) on GPUs, not on the
                       CPU rasterisers (llvmpipe, lavapipe, SwiftShader) whose defaults are the best measured`;
@@ -79,6 +85,7 @@ export interface ModelFlagValues {
   readonly "vit-heads"?: string;
   readonly "vit-blocks"?: string;
   readonly kernels?: string;
+  readonly precision?: string;
   readonly tune?: string;
 }
 
@@ -94,6 +101,7 @@ export interface ModelFlags {
   readonly vitHeads?: number;
   readonly vitBlocks?: number;
   readonly kernels?: string[];
+  readonly precision?: Precision;
   readonly tune?: TuneMode;
 }
 
@@ -111,6 +119,9 @@ export function modelFlags(values: ModelFlagValues): ModelFlags {
   if (values.preset !== undefined && !PRESET_NAMES.includes(values.preset)) {
     throw new RangeError(`--preset must be one of ${PRESET_NAMES.join(", ")}, got "${values.preset}"`);
   }
+  if (values.precision !== undefined && !(PRECISIONS as readonly string[]).includes(values.precision)) {
+    throw new RangeError(`--precision must be one of ${PRECISIONS.join(", ")}, got "${values.precision}"`);
+  }
   if (values.tune !== undefined && !(TUNE_MODES as readonly string[]).includes(values.tune)) {
     throw new RangeError(`--tune must be auto, always or off, got "${values.tune}"`);
   }
@@ -123,6 +134,7 @@ export function modelFlags(values: ModelFlagValues): ModelFlags {
     vitHeads: integerFlag("vit-heads", values["vit-heads"], 1, 1024),
     vitBlocks: integerFlag("vit-blocks", values["vit-blocks"], 1, 1024),
     kernels: values.kernels?.split(",").map((k) => k.trim()).filter((k) => k !== ""),
+    precision: values.precision as Precision | undefined,
     tune: values.tune as TuneMode | undefined,
   };
 }

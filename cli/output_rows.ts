@@ -37,6 +37,8 @@ export interface OutputInfo {
   readonly size: number;
   /** Floats per embedding (D). */
   readonly embeddingSize: number;
+  /** Storage precision of the run (`--precision`), when not the default f32: `f16`. */
+  readonly precision?: string;
   /** `derm-webgpu VERSION`. */
   readonly engine: string;
   /** Number of images in the whole input order (all shards together). */
@@ -47,7 +49,10 @@ export interface OutputInfo {
   readonly shard?: ShardSpec;
 }
 
-/** The facts as written into files: snake_case keys, in this order; `shard` as "I/N" only when sharded. */
+/**
+ * The facts as written into files: snake_case keys, in this order; `precision` only when not f32, `shard` as
+ * "I/N" only when sharded.
+ */
 export function facts(info: OutputInfo): Record<string, string | number> {
   const out: Record<string, string | number> = {
     model: info.model,
@@ -55,8 +60,9 @@ export function facts(info: OutputInfo): Record<string, string | number> {
     preset: info.preset,
     input_size: info.size,
     embedding_size: info.embeddingSize,
-    engine: info.engine,
   };
+  if (info.precision !== undefined && info.precision !== "f32") out.precision = info.precision;
+  out.engine = info.engine;
   if (info.inputs !== undefined) out.inputs = info.inputs;
   if (info.inputsSha256 !== undefined) out.inputs_sha256 = info.inputsSha256;
   if (info.shard) out.shard = `${info.shard.index}/${info.shard.count}`;
@@ -70,6 +76,7 @@ export const FACT_KEYS = [
   "preset",
   "input_size",
   "embedding_size",
+  "precision",
   "engine",
   "inputs",
   "inputs_sha256",
@@ -98,6 +105,7 @@ export function infoFromFacts(values: Readonly<Record<string, unknown>>, where: 
     preset: need("preset"),
     size: Number(need("input_size")),
     embeddingSize: Number(need("embedding_size")),
+    ...(get("precision") === undefined ? {} : { precision: get("precision") }),
     engine: need("engine"),
     inputs: get("inputs") === undefined ? undefined : Number(get("inputs")),
     inputsSha256: get("inputs_sha256"),

@@ -80,6 +80,7 @@ export async function main(args: string[]): Promise<number> {
           vitHeads: o.model.vitHeads,
           vitBlocks: o.model.vitBlocks,
           kernels: o.model.kernels,
+          precision: o.model.precision,
           tune: o.model.tune,
           tuningCache: new FileTuningCache(),
           engineVersion: ENGINE,

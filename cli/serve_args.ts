@@ -103,6 +103,7 @@ export const SERVE_FLAGS = {
   "vit-heads": { type: "string" },
   "vit-blocks": { type: "string" },
   kernels: { type: "string" },
+  precision: { type: "string" },
   tune: { type: "string" },
   "model-name": { type: "string" },
   classifier: { type: "string" },

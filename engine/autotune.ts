@@ -14,6 +14,7 @@ import type { Graph, GraphNode } from "./graph.ts";
 import type { KernelSpec, Shape } from "./kernel.ts";
 import { lowerGraph, type LoweringDevice, type LoweringTable, type WeightBinding } from "./lowering.ts";
 import { PipelineCache, type PlanDevice } from "./plan.ts";
+import type { Dtype } from "./precision.ts";
 
 /** Where tuned choices live between runs. */
 export interface TuningCache {
@@ -39,12 +40,19 @@ export class MemoryTuningCache implements TuningCache {
 
 /**
  * The part of a key that names the shape: the op, its input and output shapes and its attributes (what
- * decides which variant is fastest), not its name.
+ * decides which variant is fastest), not its name; and, when any of its tensors is not f32, their dtypes
+ * (an f16 plan's choices are among other variants, and kept apart).
  */
-export function shapeKey(node: GraphNode, shape: (tensor: string) => Shape): string {
+export function shapeKey(
+  node: GraphNode,
+  shape: (tensor: string) => Shape,
+  dtype: (tensor: string) => Dtype = () => "f32",
+): string {
   const attrs = Object.keys(node.attrs).sort().map((k) => `${k}=${JSON.stringify(node.attrs[k])}`).join(",");
   const inputs = node.inputs.map((t) => `[${shape(t)}]`).join("");
-  return `${node.op}${inputs}->[${shape(node.output)}]{${attrs}}${node.inPlace ? "+inplace" : ""}`;
+  const dtypes = [...node.inputs, node.output].map(dtype);
+  const stored = dtypes.every((d) => d === "f32") ? "" : `@${dtypes.join(",")}`;
+  return `${node.op}${inputs}->[${shape(node.output)}]{${attrs}}${node.inPlace ? "+inplace" : ""}${stored}`;
 }
 
 /** What one tuned node chose, for logs and benchmarks. */
@@ -69,6 +77,10 @@ export interface TuneOptions {
   readonly scope: string;
   /** Runs per timing (default 3); the fastest counts. */
   readonly trials?: number;
+  /** Storage dtype of each graph tensor (default f32), as the plan will have them. */
+  readonly dtypes?: ReadonlyMap<string, Dtype>;
+  /** How the resident weights are stored (default f32). */
+  readonly weightDtype?: Dtype;
 }
 
 /**
@@ -87,13 +99,16 @@ export async function tuneGraph(
   { choices: TunedChoice[]; pick: (node: GraphNode, candidates: readonly KernelSpec[]) => string | undefined }
 > {
   const shape = (t: string) => graph.tensors.get(t)!;
+  const dtype = (t: string): Dtype => options.dtypes?.get(t) ?? "f32";
+  const storage = { dtypes: options.dtypes, weightDtype: options.weightDtype };
   // Which nodes offer a choice: lower once, recording the fitting candidates of each node.
   const fitting = new Map<string, { node: GraphNode; names: string[] }>();
   lowerGraph(graph, table, weights, gpu, {
     label: "tune/probe",
+    ...storage,
     pick(node, candidates) {
       if (candidates.length > 1) {
-        const key = shapeKey(node, shape);
+        const key = shapeKey(node, shape, dtype);
         if (!fitting.has(key)) fitting.set(key, { node, names: candidates.map((c) => c.name) });
       }
       return undefined;
@@ -121,6 +136,7 @@ export async function tuneGraph(
         name,
         cachePipelines,
         options.trials ?? 3,
+        storage,
       );
     }
     const variant = names.reduce((best, n) => (times[n] < times[best] ? n : best), names[0]);
@@ -132,7 +148,7 @@ export async function tuneGraph(
     choices,
     pick: (node, candidates) => {
       if (candidates.length < 2) return undefined;
-      return chosen.get(shapeKey(node, shape));
+      return chosen.get(shapeKey(node, shape, dtype));
     },
   };
 }
@@ -147,6 +163,7 @@ async function timeVariant(
   name: string,
   cache: PipelineCache,
   trials: number,
+  storage: { dtypes?: ReadonlyMap<string, Dtype>; weightDtype?: Dtype },
 ): Promise<number> {
   // The node alone: its inputs become the graph input(s), fresh tensors the plan declares.
   const tensors = new Map<string, Shape>();
@@ -155,6 +172,7 @@ async function timeVariant(
   const builder = lowerGraph(one, table, weights, gpu, {
     label: `tune/${node.name}/${name}`,
     forcedKernels: new Set([name]),
+    ...storage,
     // Inputs beyond the first are declared by the node's lowering as ordinary tensors.
   });
   const plan = await builder.build(gpu, cache);

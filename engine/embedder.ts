@@ -8,6 +8,10 @@
  * limit allows are split. A non-finite embedding can be traced to the first layer whose output holds NaN
  * or infinity, by a diagnostic plan that checks every node.
  *
+ * At precision `f16` (adapters with `shader-f16`) weights and activations are stored as f16 and every kernel
+ * runs its f16 flavour, with f32 arithmetic; the model input stays f32, and the embedding is written as f32
+ * by the last kernel (`engine/precision.ts`).
+ *
  * The kernels come in through {@linkcode RuntimeKernels} (the lowering table, the resize and check
  * kernels from `kernels/registry.ts`), the model through a {@linkcode ModelDefinition}: the engine imports
  * no kernel and no model.
@@ -26,6 +30,13 @@ import { createKernelPipeline, PipelineCache, type Plan } from "./plan.ts";
 import { type DecodedImage, decodeImage, type DecodeImageOptions } from "./image_decode.ts";
 import { type InputResizeKernel, InputStage } from "./input_stage.ts";
 import type { Preprocessing } from "./preprocessing.ts";
+import {
+  checkPrecision,
+  graphDtypes,
+  largestActivationBytes,
+  type Precision,
+  widenFloat16,
+} from "./precision.ts";
 import { type NonfiniteKernel, type ResidentWeights, uploadWeights } from "./weights_upload.ts";
 import type { TensorSource } from "./tensor_source.ts";
 import { MemoryTuningCache, type TunedChoice, tuneGraph, type TuningCache, tuningScope } from "./autotune.ts";
@@ -55,8 +66,14 @@ export interface RuntimeOptions {
   onLoadProgress?: (done: number, total: number) => void;
   /** Image decoding options (pixel limit, JPEG decoder). */
   decode?: DecodeImageOptions;
-  /** Kernel variants to force by name wherever they apply (e.g. `conv2d_direct`). */
+  /** Kernel variants to force by name wherever they apply (e.g. `conv2d_direct`, `conv2d_direct_f16`). */
   kernels?: readonly string[];
+  /**
+   * Storage of weights and activations (default `f32`). `f16` halves the weights' GPU memory and the
+   * activations' traffic, with f32 arithmetic in every kernel and an f32 embedding; it needs an adapter with
+   * `shader-f16`, and is a RangeError naming the adapter without it.
+   */
+  precision?: Precision;
   /**
    * On a non-finite embedding, rerun the batch with a check after every node so the NonFiniteError
    * names the first layer whose output held NaN or infinity (default false).
@@ -93,8 +110,9 @@ const DEFAULT_IN_FLIGHT = 2;
  * @param kernels The runtime kernels.
  * @param options Size, batch, device, progress, forced variants.
  * @returns The embedder; call `dispose()` when done.
- * @throws {WeightsError} For a missing, misshapen or non-finite tensor.
- * @throws {RangeError} For a size the model refuses or a batch over the device's limits.
+ * @throws {WeightsError} For a missing, misshapen or non-finite tensor (or one beyond f16's range at f16).
+ * @throws {RangeError} For a size the model refuses, a batch over the device's limits, or precision `f16`
+ *   on an adapter without `shader-f16`.
  */
 export async function createEmbedderRuntime(
   model: ModelDefinition,
@@ -103,12 +121,15 @@ export async function createEmbedderRuntime(
   options: RuntimeOptions = {},
 ): Promise<Embedder> {
   const size = options.size ?? model.defaultSize;
+  const precision = options.precision ?? "f32";
   const ownsGpu = options.gpu === undefined;
-  let gpu: Gpu;
+  let gpu: Gpu | undefined;
   try {
     model.checkSize(size);
     gpu = options.gpu ?? await acquireGpu();
+    checkPrecision(precision, gpu.features, gpu.adapterInfo.description);
   } catch (e) {
+    if (ownsGpu) gpu?.destroy();
     await source.close();
     throw e;
   }
@@ -116,9 +137,10 @@ export async function createEmbedderRuntime(
     // uploadWeights closes the source, whatever happens.
     const weights = await uploadWeights(gpu, source, model.weights, kernels.nonfinite, {
       onProgress: options.onLoadProgress,
+      precision,
     });
     try {
-      return new Embedder(gpu, model, weights, kernels, ownsGpu, { ...options, size });
+      return new Embedder(gpu, model, weights, kernels, ownsGpu, { ...options, size, precision });
     } catch (e) {
       weights.dispose();
       throw e;
@@ -157,6 +179,8 @@ export class Embedder {
   readonly maxBatch: number;
   /** Floating-point operations per image (2 per multiply-add). */
   readonly flopsPerImage: number;
+  /** How weights and activations are stored (`f32` or `f16`). */
+  readonly precision: Precision;
   #kernels: RuntimeKernels;
   #ownsGpu: boolean;
   #cache: PipelineCache;
@@ -185,6 +209,12 @@ export class Embedder {
     options: RuntimeOptions & { size: number },
   ) {
     this.gpu = gpu;
+    this.precision = options.precision ?? "f32";
+    if (weights.dtype !== this.precision) {
+      throw new TypeError(
+        `Cannot run precision ${this.precision}: the weights are resident as ${weights.dtype}`,
+      );
+    }
     this.model = model;
     this.weights = weights;
     this.size = options.size;
@@ -207,7 +237,7 @@ export class Embedder {
     this.#tuningScope = tuningScope(gpu.adapterInfo, options.engineVersion ?? "derm-webgpu");
     const one = model.graph(this.size, 1);
     this.flopsPerImage = graphFlops(one, kernels.lowerings);
-    const perImage = Math.max(...[...one.tensors.values()].map((s) => numel(s) * 4));
+    const perImage = largestActivationBytes(one, this.precision);
     const limit = gpu.limits.maxStorageBufferBindingSize;
     const fits = Math.floor(limit / perImage);
     if (fits < 1) {
@@ -244,6 +274,7 @@ export class Embedder {
       : "bilinear";
     return `${this.model.architecture}; preset ${this.model.preset} (${resize}); input ${this.size}x${this.size}; ` +
       `${this.weights.parameters.toLocaleString("en-US")} parameters from ${this.weights.file}; ` +
+      `precision ${this.precision} (weights ${(this.weights.bytes / 2 ** 20).toFixed(1)} MiB); ` +
       `${(this.flopsPerImage / 2e9).toFixed(1)} GMAC/image; batch up to ${this.maxBatch}`;
   }
 
@@ -323,6 +354,7 @@ export class Embedder {
   ): Promise<{ graph: Graph; plan: Plan }> {
     const graph = this.model.graph(this.size, batch, { checkpoints: keep.length > 0 });
     const device = loweringDevice(this.gpu);
+    const storage = { dtypes: graphDtypes(graph, this.precision), weightDtype: this.weights.dtype };
     let pick: ((node: GraphNode, fitting: readonly KernelSpec[]) => string | undefined) | undefined;
     if (this.#tune) {
       const tuned = await tuneGraph(
@@ -330,14 +362,14 @@ export class Embedder {
         graph,
         this.#kernels.lowerings,
         this.weights.buffers,
-        { cache: this.#tuningCache, scope: this.#tuningScope },
+        { cache: this.#tuningCache, scope: this.#tuningScope, ...storage },
       );
       pick = tuned.pick;
       this.#tuned.push(...tuned.choices);
     }
-    const label = `${this.model.family}-${this.size}-b${batch}${keep.length > 0 ? "+checkpoints" : ""}${
-      nonfiniteFlags ? "+nonfinite" : ""
-    }`;
+    const label = `${this.model.family}-${this.size}-b${batch}${this.precision === "f16" ? "-f16" : ""}${
+      keep.length > 0 ? "+checkpoints" : ""
+    }${nonfiniteFlags ? "+nonfinite" : ""}`;
     const plan = await lowerGraph(
       graph,
       this.#kernels.lowerings,
@@ -349,6 +381,7 @@ export class Embedder {
         forcedKernels: this.#forced,
         pick,
         nonfiniteFlags,
+        ...storage,
       },
     ).build(
       { device: this.gpu.device, limits: this.gpu.limits, lostError: this.gpu.lostError },
@@ -420,7 +453,7 @@ export class Embedder {
       this.#release(p);
     }
     try {
-      return this.#rows(out.get(p.graph.output)!, chunk.length, start);
+      return this.#rows(this.#floats(p, p.graph.output, out.get(p.graph.output)!), chunk.length, start);
     } catch (e) {
       if (!(e instanceof NonFiniteError) || !this.#locateNonFinite) throw e;
       const layers = await this.firstNonFiniteLayers(chunk);
@@ -487,7 +520,8 @@ export class Embedder {
    *
    * @param x The inputs.
    * @param options `checkpoints`: also return these tensors (the graph's checkpoint names, e.g. `stem`,
-   *   `stage1`, `block0`, `final_norm`, or any tensor name) as f32.
+   *   `stage1`, `block0`, `final_norm`, or any tensor name) as f32 (widened exactly from f16 at precision
+   *   f16).
    */
   async embedInputs(
     x: Float32Array,
@@ -512,16 +546,24 @@ export class Embedder {
       const checkpoints = new Map<string, Float32Array>();
       for (const name of keep) {
         const tensor = p.graph.checkpoints[name] ?? name;
-        checkpoints.set(name, new Float32Array(await p.plan.readTensor(tensor)));
+        checkpoints.set(name, this.#floats(p, tensor, await p.plan.readTensor(tensor)));
       }
-      return { rows: this.#rows(out.get(p.graph.output)!, n, 0), checkpoints };
+      return {
+        rows: this.#rows(this.#floats(p, p.graph.output, out.get(p.graph.output)!), n, 0),
+        checkpoints,
+      };
     } finally {
       this.#release(p);
     }
   }
 
-  #rows(bytes: ArrayBuffer, n: number, first: number): Float32Array[] {
-    const all = new Float32Array(bytes);
+  /** A tensor's bytes read back as f32: f16 tensors widened exactly, their padding dropped. */
+  #floats(p: BatchPlan, tensor: string, bytes: ArrayBuffer): Float32Array {
+    if (p.plan.dtypeOf(tensor) === "f32") return new Float32Array(bytes);
+    return widenFloat16(bytes, numel(p.graph.tensors.get(tensor)!));
+  }
+
+  #rows(all: Float32Array, n: number, first: number): Float32Array[] {
     const d = this.embeddingSize;
     const rows: Float32Array[] = [];
     for (let i = 0; i < n; i++) {

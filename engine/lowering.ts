@@ -4,8 +4,9 @@
  * becomes); `kernels/registry.ts` gathers them into the table. The engine never sees WGSL and has no
  * `switch` over ops: a new op is a new entry.
  *
- * The loop declares each node's output (f32, sized from the graph), hands the node to its entry with a
- * {@linkcode LoweringContext} (shapes, limits, scratch tensors, weights, variant choice, steps), and can
+ * The loop declares each node's output (sized from the graph and its dtype: f32, or f16 in an f16 plan,
+ * `engine/precision.ts`), hands the node to its entry with a {@linkcode LoweringContext} (shapes, dtypes,
+ * limits, scratch tensors, weights, variant choice, steps), and can
  * insert a `nonfinite_check` node after every node: the locator of the first layer whose output holds NaN
  * or infinity, for any graph.
  *
@@ -17,8 +18,9 @@ import type { KernelLaunch, KernelSpec, LaunchLimits, Shape } from "./kernel.ts"
 import { numel } from "./kernel.ts";
 import type { Graph, GraphNode, OpShape } from "./graph.ts";
 import { PlanBuilder, type StepBinding } from "./plan.ts";
+import { type Dtype, storageBytes } from "./precision.ts";
 
-/** Bytes per activation element (every activation is f32). */
+/** Bytes per activation element of an f32 plan (an f16 plan's activations take 2). */
 export const ACTIVATION_BYTES = 4;
 
 /** A resident weight as a step binds it: a buffer, or a byte range of one. */
@@ -29,6 +31,8 @@ export interface WeightBinding {
   readonly offset?: number;
   /** Bytes bound (default: to the end). */
   readonly size?: number;
+  /** How its values are stored (default f32). */
+  readonly dtype?: Dtype;
 }
 
 /** Device facts a lowering may use: limits, features, and what kind of adapter it is. */
@@ -98,6 +102,10 @@ export interface LoweringContext {
   readonly device: LoweringDevice;
   /** Shape of a graph tensor. */
   shape(tensor: string): Shape;
+  /** How a graph tensor is stored (f32, or f16 in an f16 plan): its entry picks the kernel flavour by it. */
+  dtype(tensor: string): Dtype;
+  /** How the plan's resident weights are stored. */
+  readonly weightDtype: Dtype;
   /** Declares the node's private scratch tensor `<node>.<suffix>` of `bytes` bytes and returns its name. */
   scratch(suffix: string, bytes: number): string;
   /** The resident weight bound for `role` (a TypeError naming the node and role when it is absent). */
@@ -152,6 +160,13 @@ export interface LowerGraphOptions {
   /** Kernel variants forced by name where they are candidates. */
   readonly forcedKernels?: ReadonlySet<string>;
   /**
+   * The storage dtype of each graph tensor (`graphDtypes` in `engine/precision.ts`); tensors it does not
+   * name, and all of them by default, are f32.
+   */
+  readonly dtypes?: ReadonlyMap<string, Dtype>;
+  /** How the resident weights are stored (default f32). */
+  readonly weightDtype?: Dtype;
+  /**
    * Chooses among the variants that fit a node when none is forced (the autotuner's choices,
    * `engine/autotune.ts`); undefined keeps the table's preference.
    */
@@ -188,9 +203,14 @@ export function lowerGraph(
     if (!s) throw new TypeError(`Cannot lower "${options.label}": tensor "${name}" has no shape`);
     return s;
   };
+  const dtype = (name: string): Dtype => options.dtypes?.get(name) ?? "f32";
   const declare = (name: string) =>
-    builder.tensor(name, { bytes: numel(shape(name)) * ACTIVATION_BYTES, keep: keep.has(name) });
-  builder.input(graph.input, numel(shape(graph.input)) * ACTIVATION_BYTES);
+    builder.tensor(name, {
+      bytes: storageBytes(numel(shape(name)), dtype(name)),
+      keep: keep.has(name),
+      dtype: dtype(name),
+    });
+  builder.input(graph.input, storageBytes(numel(shape(graph.input)), dtype(graph.input)), dtype(graph.input));
   const forced = options.forcedKernels ?? new Set<string>();
   const lowerNode = (node: GraphNode, extraWeights?: ReadonlyMap<string, WeightBinding>) => {
     const entry = table.get(node.op);
@@ -212,6 +232,8 @@ export function lowerGraph(
       node,
       device,
       shape,
+      dtype,
+      weightDtype: options.weightDtype ?? "f32",
       scratch(suffix, bytes) {
         return builder.tensor(`${node.name}.${suffix}`, { bytes });
       },

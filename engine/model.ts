@@ -9,13 +9,15 @@
  */
 import type { Graph } from "./graph.ts";
 import type { KernelLaunch, KernelSpec } from "./kernel.ts";
+import type { Dtype } from "./precision.ts";
 import type { Preprocessing } from "./preprocessing.ts";
 import type { TensorChunk, TensorEntry } from "./tensor_source.ts";
 
 /**
  * A CPU transform: reads its source tensors' raw chunks (in `sources` order; decode them with
  * `weights/dtypes.ts`) and returns one float32 array per resident tensor it makes (in `outputs` order),
- * already in the layout the kernels read. BatchNorm folding, transposes, reshapes.
+ * already in the layout the kernels read. BatchNorm folding, transposes, reshapes. In an f16 plan the
+ * uploader rounds the results to f16 afterwards (the transform itself always runs in f32 or better).
  */
 export interface CpuWeightTransform {
   readonly kind: "cpu";
@@ -28,12 +30,16 @@ export interface CpuWeightTransform {
  */
 export interface GpuWeightTransform {
   readonly kind: "gpu";
-  /** The kernel: binding 0 reads the staged bytes, binding 1 writes the resident tensor, then uniforms. */
-  readonly spec: KernelSpec;
+  /**
+   * The kernel for each resident dtype: binding 0 reads the staged bytes, binding 1 writes the resident
+   * tensor (f32; or f16, computed in f32 and rounded to nearest even), then uniforms. Both flavours take
+   * the same launch.
+   */
+  readonly specs: Readonly<Record<Dtype, KernelSpec>>;
   /** The bytes to stage for `chunk` (its raw bytes, or a CPU decoding of them) and the kernel's launch. */
   input(chunk: TensorChunk): { bytes: Uint8Array; launch: KernelLaunch };
-  /** Bytes of the resident tensor. */
-  readonly outputBytes: number;
+  /** Elements of the resident tensor. */
+  readonly outputElements: number;
 }
 
 /** How to build resident tensors from stored ones. */

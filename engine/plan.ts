@@ -12,6 +12,7 @@
 import type { KernelLaunch, KernelSpec } from "./kernel.ts";
 import { checkedGpuCall } from "./device.ts";
 import type { DeviceLostError } from "./errors.ts";
+import type { Dtype } from "./precision.ts";
 
 /**
  * A buffer a step binds: a plan tensor by name, or an existing buffer (weights, flags) with its label and
@@ -37,6 +38,8 @@ export interface PlanTensorDecl {
   readonly bytes: number;
   /** Kept for the whole run (inputs, outputs, tensors to read back for debugging). */
   readonly keep?: boolean;
+  /** How its values are stored (default f32), for whoever reads it back. */
+  readonly dtype?: Dtype;
 }
 
 /** Device facts the plan needs. */
@@ -147,18 +150,26 @@ export class PlanBuilder {
         `Cannot declare tensor "${name}": already declared with ${old.bytes} bytes, got ${decl.bytes}`,
       );
     }
+    const dtype = decl.dtype ?? "f32";
+    if (old && (old.dtype ?? "f32") !== dtype) {
+      throw new TypeError(`Cannot declare tensor "${name}": already declared as ${old.dtype}, got ${dtype}`);
+    }
     if (!Number.isInteger(decl.bytes) || decl.bytes <= 0) {
       throw new RangeError(
         `Cannot declare tensor "${name}": expected a positive byte size, got ${decl.bytes}`,
       );
     }
-    this.#tensors.set(name, { bytes: decl.bytes, keep: (old?.keep ?? false) || (decl.keep ?? false) });
+    this.#tensors.set(name, {
+      bytes: decl.bytes,
+      keep: (old?.keep ?? false) || (decl.keep ?? false),
+      dtype,
+    });
     return name;
   }
 
   /** Declares a tensor written by the caller before each run (kept for the whole run). */
-  input(name: string, bytes: number): string {
-    this.tensor(name, { bytes, keep: true });
+  input(name: string, bytes: number, dtype: Dtype = "f32"): string {
+    this.tensor(name, { bytes, keep: true, dtype });
     this.#inputs.push(name);
     return name;
   }
@@ -300,9 +311,9 @@ export class PlanBuilder {
             return { name, bytes, read };
           }),
       );
-      const tensorMap = new Map<string, { buffer: GPUBuffer; bytes: number }>();
+      const tensorMap = new Map<string, PlanTensor>();
       for (const [name, decl] of this.#tensors) {
-        tensorMap.set(name, { buffer: tensorBuffer(name), bytes: decl.bytes });
+        tensorMap.set(name, { buffer: tensorBuffer(name), bytes: decl.bytes, dtype: decl.dtype ?? "f32" });
       }
       const unshared = [...this.#tensors.values()].reduce((a, d) => a + d.bytes, 0);
       return new Plan({
@@ -326,6 +337,12 @@ export class PlanBuilder {
       throw e;
     }
   }
+}
+
+interface PlanTensor {
+  buffer: GPUBuffer;
+  bytes: number;
+  dtype: Dtype;
 }
 
 interface RecordedStep {
@@ -408,7 +425,7 @@ export class Plan {
   readonly stats: PlanStats;
   #gpu: PlanDevice;
   #steps: RecordedStep[];
-  #tensors: Map<string, { buffer: GPUBuffer; bytes: number }>;
+  #tensors: Map<string, PlanTensor>;
   #inputs: string[];
   #outputs: { name: string; bytes: number; read: GPUBuffer }[];
   #owned: GPUBuffer[];
@@ -420,7 +437,7 @@ export class Plan {
     label: string;
     gpu: PlanDevice;
     steps: RecordedStep[];
-    tensors: Map<string, { buffer: GPUBuffer; bytes: number }>;
+    tensors: Map<string, PlanTensor>;
     inputs: string[];
     outputs: { name: string; bytes: number; read: GPUBuffer }[];
     owned: GPUBuffer[];
@@ -439,6 +456,13 @@ export class Plan {
   /** Labels of the recorded steps, in order. */
   get stepLabels(): string[] {
     return this.#steps.map((s) => s.label);
+  }
+
+  /** How tensor `name` is stored (f16 tensors read back as f16 bytes). */
+  dtypeOf(name: string): Dtype {
+    const t = this.#tensors.get(name);
+    if (!t) throw new TypeError(`Cannot find tensor "${name}" in plan "${this.label}"`);
+    return t.dtype;
   }
 
   /** The GPU buffer holding tensor `name` (for kernels that write the input on the GPU). */

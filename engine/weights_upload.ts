@@ -6,6 +6,11 @@
  * Every resident tensor is checked for NaN and infinity (CPU results on the CPU, GPU results by one
  * check kernel pass at the end): a bad value is a {@linkcode WeightsError} naming the stored tensor.
  *
+ * At precision `f16` every resident tensor is stored as f16, converted once here after its f32 transform:
+ * CPU results are rounded on the CPU (to nearest, ties to even; a value of magnitude over 65504 is a
+ * WeightsError naming the tensor), GPU transforms run their f16 flavour (f32 arithmetic, the store rounded
+ * to nearest even by the kernel).
+ *
  * This module is browser compatible.
  * @module
  */
@@ -15,11 +20,15 @@ import type { WeightBinding } from "./lowering.ts";
 import { checkedGpuCall, type Gpu } from "./device.ts";
 import { createKernelPipeline } from "./plan.ts";
 import { WeightsError } from "./errors.ts";
+import { type Dtype, F16_MAX, type Precision, storageBytes, toFloat16 } from "./precision.ts";
 import type { TensorChunk, TensorSource } from "./tensor_source.ts";
 
-/** The check kernel: reads a buffer (binding 0), sets a u32 flag (binding 1) when it holds NaN/Inf. */
+/**
+ * The check kernel: reads a buffer (binding 0) of f32 or f16 values (its flavour for each), sets a u32 flag
+ * (binding 1) when it holds NaN/Inf; `perImage` counts values.
+ */
 export interface NonfiniteKernel {
-  readonly spec: KernelSpec;
+  readonly specs: Readonly<Record<Dtype, KernelSpec>>;
   launch(shape: { n: number; perImage: number }, limits?: LaunchLimits): KernelLaunch;
 }
 
@@ -35,6 +44,8 @@ export interface ResidentWeights {
   readonly parameters: number;
   /** Bytes of GPU memory the buffers take. */
   readonly bytes: number;
+  /** How every resident tensor is stored. */
+  readonly dtype: Dtype;
   /** Frees the buffers. */
   dispose(): void;
 }
@@ -43,6 +54,8 @@ export interface ResidentWeights {
 export interface UploadWeightsOptions {
   /** Called after each stored tensor with the bytes read so far and the total. */
   onProgress?: (done: number, total: number) => void;
+  /** How the resident tensors are stored (default f32); `f16` needs a device with `shader-f16`. */
+  precision?: Precision;
 }
 
 // Submitted but unfinished uploads are capped so the driver's staging copies stay bounded.
@@ -59,10 +72,10 @@ function align4(n: number): number {
  * @param source The weights.
  * @param recipes What to build (from the model definition).
  * @param nonfinite The check kernel.
- * @param options Progress callback.
+ * @param options Progress callback, precision.
  * @returns The resident weights; the source is closed.
- * @throws {WeightsError} For a missing tensor, a transform's error, or a NaN/infinite value, naming the
- *   file and the stored tensor.
+ * @throws {WeightsError} For a missing tensor, a transform's error, a NaN/infinite value, or (precision
+ *   f16) a value beyond f16's range, naming the file and the stored tensor.
  */
 export async function uploadWeights(
   gpu: Gpu,
@@ -73,6 +86,7 @@ export async function uploadWeights(
 ): Promise<ResidentWeights> {
   const device = gpu.device;
   const file = source.file;
+  const dtype: Dtype = options.precision ?? "f32";
   const fail = (tensor: string, message: string) =>
     new WeightsError(file, tensor, `Cannot load "${tensor}" from "${file}": ${message}`);
   // Which recipe waits for which stored tensor; how many sources each still needs.
@@ -111,7 +125,7 @@ export async function uploadWeights(
   });
   const buffers = new Map<string, WeightBinding>();
   const created: GPUBuffer[] = [];
-  const gpuMade: { name: string; source: string; buffer: GPUBuffer }[] = [];
+  const gpuMade: { name: string; source: string; buffer: GPUBuffer; elements: number }[] = [];
   let bytes = 0;
   const pipelines = new Map<KernelSpec, GPUComputePipeline>();
   let staging: GPUBuffer | undefined;
@@ -147,16 +161,29 @@ export async function uploadWeights(
         throw fail(r.sources[0], `element ${bad} of "${r.outputs[k]}" is ${v[bad]} (NaN or infinite values)`);
       }
     });
+    // Rounded to f16 after the whole f32 transform (BatchNorm folding, transposes), once, here.
+    const stored = values.map((v, k): ArrayBufferView<ArrayBuffer> => {
+      if (dtype === "f32") return v as Float32Array<ArrayBuffer>;
+      const { bits, overflow } = toFloat16(v);
+      if (overflow >= 0) {
+        throw fail(
+          r.sources[0],
+          `element ${overflow} of "${r.outputs[k]}" is ${v[overflow]}, beyond f16's largest finite value ` +
+            `${F16_MAX} (precision f16)`,
+        );
+      }
+      return bits;
+    });
     await checkedGpuCall(device, `load weights/${r.outputs.join(",")}`, () => {
-      values.forEach((v, k) => {
+      stored.forEach((v, k) => {
         const b = device.createBuffer({
           label: r.outputs[k],
           size: align4(v.byteLength),
           usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
         });
         created.push(b);
-        device.queue.writeBuffer(b, 0, v as Float32Array<ArrayBuffer>);
-        buffers.set(r.outputs[k], { buffer: b });
+        device.queue.writeBuffer(b, 0, v);
+        buffers.set(r.outputs[k], { buffer: b, dtype });
         bytes += b.size;
       });
     });
@@ -172,19 +199,20 @@ export async function uploadWeights(
     }
     const { bytes: raw, launch } = staged;
     const { staging, uniforms } = scratch();
-    let pipeline = pipelines.get(t.spec);
+    const spec = t.specs[dtype];
+    let pipeline = pipelines.get(spec);
     if (!pipeline) {
       pipeline = await checkedGpuCall(
         device,
-        `load weights/${t.spec.name}`,
-        () => createKernelPipeline(device, t.spec),
+        `load weights/${spec.name}`,
+        () => createKernelPipeline(device, spec),
       );
-      pipelines.set(t.spec, pipeline);
+      pipelines.set(spec, pipeline);
     }
     const out = await checkedGpuCall(device, `load weights/${r.outputs[0]}`, () => {
       const out = device.createBuffer({
         label: r.outputs[0],
-        size: align4(t.outputBytes),
+        size: Math.max(4, storageBytes(t.outputElements, dtype)),
         usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
       });
       created.push(out);
@@ -194,7 +222,7 @@ export async function uploadWeights(
       device.queue.writeBuffer(staging, 0, padded);
       device.queue.writeBuffer(uniforms, 0, launch.uniforms);
       const bindGroup = device.createBindGroup({
-        label: `${r.outputs[0]}/${t.spec.name}`,
+        label: `${r.outputs[0]}/${spec.name}`,
         layout: pipeline!.getBindGroupLayout(0),
         entries: [
           { binding: 0, resource: { buffer: staging, size: align4(raw.byteLength) } },
@@ -202,7 +230,7 @@ export async function uploadWeights(
           { binding: 2, resource: { buffer: uniforms, size: launch.uniforms.byteLength } },
         ],
       });
-      const encoder = device.createCommandEncoder({ label: `${r.outputs[0]}/${t.spec.name}` });
+      const encoder = device.createCommandEncoder({ label: `${r.outputs[0]}/${spec.name}` });
       const pass = encoder.beginComputePass();
       pass.setPipeline(pipeline!);
       pass.setBindGroup(0, bindGroup);
@@ -211,8 +239,8 @@ export async function uploadWeights(
       device.queue.submit([encoder.finish()]);
       return out;
     });
-    buffers.set(r.outputs[0], { buffer: out });
-    gpuMade.push({ name: r.outputs[0], source: r.sources[0], buffer: out });
+    buffers.set(r.outputs[0], { buffer: out, dtype });
+    gpuMade.push({ name: r.outputs[0], source: r.sources[0], buffer: out, elements: t.outputElements });
     bytes += out.size;
     return raw.byteLength;
   };
@@ -243,7 +271,7 @@ export async function uploadWeights(
       const name = recipes[missing].sources.find((s) => !held[missing].has(s)) ?? recipes[missing].sources[0];
       throw fail(name, "the stream ended before it");
     }
-    await checkGpuResults(gpu, file, gpuMade, nonfinite);
+    await checkGpuResults(gpu, file, gpuMade, nonfinite, dtype);
     const own = [...created];
     return {
       file,
@@ -251,6 +279,7 @@ export async function uploadWeights(
       buffers,
       parameters,
       bytes,
+      dtype,
       dispose: () => own.forEach((b) => b.destroy()),
     };
   } catch (e) {
@@ -270,12 +299,13 @@ export async function uploadWeights(
 async function checkGpuResults(
   gpu: Gpu,
   file: string,
-  made: readonly { name: string; source: string; buffer: GPUBuffer }[],
+  made: readonly { name: string; source: string; buffer: GPUBuffer; elements: number }[],
   kernel: NonfiniteKernel,
+  dtype: Dtype,
 ): Promise<void> {
   if (made.length === 0) return;
   const device = gpu.device;
-  const pipeline = createKernelPipeline(device, kernel.spec);
+  const pipeline = createKernelPipeline(device, kernel.specs[dtype]);
   // One flag per tensor, each at an offset the storage binding alignment allows.
   const stride = Math.max(4, gpu.limits.minStorageBufferOffsetAlignment);
   const flags = device.createBuffer({
@@ -294,7 +324,7 @@ async function checkGpuResults(
     const pass = encoder.beginComputePass();
     pass.setPipeline(pipeline);
     made.forEach((m, i) => {
-      const launch = kernel.launch({ n: 1, perImage: m.buffer.size / 4 }, gpu.limits);
+      const launch = kernel.launch({ n: 1, perImage: m.elements }, gpu.limits);
       const u = device.createBuffer({
         size: launch.uniforms.byteLength,
         usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,

@@ -9,6 +9,7 @@ import type { GraphNode } from "../engine/graph.ts";
 import type { LoweringContext } from "../engine/lowering.ts";
 import type { Shape } from "../engine/kernel.ts";
 import type { StepBinding } from "../engine/plan.ts";
+import { storageBytes } from "../engine/precision.ts";
 
 /** A TypeError `Cannot build "<node>" (<op>): <message>`. */
 export function nodeError(node: GraphNode, message: string): TypeError {
@@ -24,8 +25,9 @@ export function bindingBytes(binding: StepBinding): number | undefined {
 }
 
 /**
- * The weight bound for `role`, checked to hold exactly `floats` f32 values (its `size`, or its buffer's
- * size past `offset`), so a tensor of another shape with enough bytes is caught too.
+ * The weight bound for `role`, checked to hold exactly `floats` values of the plan's weight dtype (its
+ * `size`, or its buffer's size past `offset`: 4 bytes each in f32, 2 in f16 padded to a multiple of 4), so a
+ * tensor of another shape with enough bytes is caught too.
  *
  * @throws {TypeError} Naming the node, the role, the expected layout and the bytes found.
  */
@@ -37,13 +39,14 @@ export function checkedWeight(
 ): StepBinding {
   const binding = ctx.weight(role);
   const bytes = bindingBytes(binding);
-  const want = floats * 4;
+  const dtype = ctx.weightDtype;
+  const want = storageBytes(floats, dtype);
   if (bytes !== undefined && bytes !== want) {
     throw nodeError(
       ctx.node,
       `expected weight "${
         ctx.node.weights[role] ?? role
-      }" (${role}) of ${want} bytes (f32 ${layout}), got ${bytes}`,
+      }" (${role}) of ${want} bytes (${dtype} ${layout}), got ${bytes}`,
     );
   }
   return binding;

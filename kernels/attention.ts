@@ -15,7 +15,8 @@
  * Variants, one shader per head dimension in {@linkcode ATTENTION_HEAD_DIMS} (16, 32, 64):
  * `attention_query_tiled_hd<hd>` (8 queries of one head per invocation: the default, 6.6x the streaming
  * variant on llvmpipe) and `attention_streaming_hd<hd>` (one query per invocation, for GPUs); see
- * `attention.wgsl.ts` for what was measured.
+ * `attention.wgsl.ts` for what was measured. Each in two storage flavours (`kernels/_precision.ts`): f32,
+ * and f16 (`attention_query_tiled_hd64_f16`: qkv and y f16; scores, softmax and sums f32).
  *
  * This module is browser compatible.
  * @module
@@ -31,6 +32,7 @@ import {
 import { expectInputs, type GraphNode, numberAttr } from "../engine/graph.ts";
 import type { OpLowering } from "../engine/lowering.ts";
 import { nodeError } from "./_lowering.ts";
+import { COMMON_FLAVOURS, type Flavour, flavourName, FLAVOURS, flavourSpec } from "./_precision.ts";
 import {
   ATTENTION_HEAD_DIMS,
   ATTENTION_KEYS_PER_STEP,
@@ -66,38 +68,54 @@ const bindings = [
 /** Per variant name: its head dimension and queries per invocation. */
 const tiling = new Map<string, { headDim: number; queries: number }>();
 
-function variant(strategy: string, headDim: number, queries: number, wg: number): KernelSpec {
-  const name = `attention_${strategy}_hd${headDim}`;
+function variant(
+  strategy: string,
+  headDim: number,
+  queries: number,
+  wg: number,
+  flavour: Flavour = "f32",
+): KernelSpec {
+  const name = flavourName(`attention_${strategy}_hd${headDim}`, flavour);
   tiling.set(name, { headDim, queries });
   return {
     name,
-    wgsl: attentionWgsl(name, headDim, queries, ATTENTION_KEYS_PER_STEP),
+    wgsl: attentionWgsl(name, headDim, queries, ATTENTION_KEYS_PER_STEP, FLAVOURS[flavour]),
     bindings,
     overrides: { WG: wg },
   };
 }
 
+/** Both strategies for every head dimension in one flavour, most preferred first for each. */
+function flavoured(flavour: Flavour): KernelSpec[] {
+  return ATTENTION_HEAD_DIMS.flatMap((hd) => [
+    variant("query_tiled", hd, ATTENTION_TILED_QUERIES, ATTENTION_TILED_WORKGROUP_SIZE, flavour),
+    variant("streaming", hd, ATTENTION_STREAMING_QUERIES, ATTENTION_STREAMING_WORKGROUP_SIZE, flavour),
+  ]);
+}
+
+/** Every variant of each flavour (f32, f16), most preferred first for each head dimension. */
+export const attentionFlavours: Readonly<Partial<Record<Flavour, readonly KernelSpec[]>>> = Object
+  .fromEntries(
+    COMMON_FLAVOURS.map((f) => [f, flavoured(f)]),
+  );
+
+/** Every f32 variant, most preferred first for each head dimension, for the lowering, tests and benchmarks. */
+export const attentionVariants: readonly KernelSpec[] = attentionFlavours.f32!;
+
 /** `attention_query_tiled_hd<hd>` by head dimension: 8 queries per invocation. */
 export const attentionQueryTiled: ReadonlyMap<number, KernelSpec> = new Map(
-  ATTENTION_HEAD_DIMS.map((hd) => [
-    hd,
-    variant("query_tiled", hd, ATTENTION_TILED_QUERIES, ATTENTION_TILED_WORKGROUP_SIZE),
-  ]),
+  ATTENTION_HEAD_DIMS.map((hd, i) => [hd, attentionVariants[2 * i]]),
 );
 
 /** `attention_streaming_hd<hd>` by head dimension: one query per invocation. */
 export const attentionStreaming: ReadonlyMap<number, KernelSpec> = new Map(
-  ATTENTION_HEAD_DIMS.map((hd) => [
-    hd,
-    variant("streaming", hd, ATTENTION_STREAMING_QUERIES, ATTENTION_STREAMING_WORKGROUP_SIZE),
-  ]),
+  ATTENTION_HEAD_DIMS.map((hd, i) => [hd, attentionVariants[2 * i + 1]]),
 );
 
-/** Every variant, most preferred first for each head dimension, for the lowering, tests and benchmarks. */
-export const attentionVariants: readonly KernelSpec[] = ATTENTION_HEAD_DIMS.flatMap((hd) => [
-  attentionQueryTiled.get(hd)!,
-  attentionStreaming.get(hd)!,
-]);
+/** Every variant in every flavour, for the registry. */
+export const attentionAllVariants: readonly KernelSpec[] = COMMON_FLAVOURS.flatMap((f) =>
+  attentionFlavours[f]!
+);
 
 /** Whether `spec` runs `shape` (its head dimension). */
 export function attentionFits(spec: KernelSpec, shape: Pick<AttentionShape, "headDim">): boolean {
@@ -200,7 +218,7 @@ export const attentionLowering: OpLowering = {
   lower(ctx) {
     const node = ctx.node;
     const s = nodeShape(node, ctx.shape(node.inputs[0]));
-    const spec = ctx.choose(attentionVariants, (v) => attentionFits(v, s));
+    const spec = ctx.choose(flavourSpec(ctx, attentionFlavours), (v) => attentionFits(v, s));
     ctx.step(spec, attentionLaunch(spec, s, ctx.device.limits), [node.inputs[0], node.output]);
   },
 };

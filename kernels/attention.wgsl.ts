@@ -17,9 +17,13 @@
  * - `attention_streaming` (1 query per invocation, 32 live vec4 for hd 64) is the variant for GPUs with
  *   real register files, where 8 queries (256 live vec4) would spill.
  *
+ * Each is generated for a storage flavour (`kernels/_precision.ts`): qkv and y f32 or f16; scores, the
+ * softmax and the accumulators f32 in every flavour.
+ *
  * This module is browser compatible.
  * @module
  */
+import { FLAVOURS, storageNote, type StorageTypes, wgslEnable, wgslStorage } from "./_precision.ts";
 
 /** Head dimensions a shader is generated for (the register tile needs a const size). */
 export const ATTENTION_HEAD_DIMS: readonly number[] = [16, 32, 64];
@@ -45,9 +49,17 @@ export const ATTENTION_KEYS_PER_STEP = 1;
  * @param hd Head dimension, a multiple of 4.
  * @param bq Queries per invocation.
  * @param bk Keys per block (one max, one rescale per block).
+ * @param types Storage types of qkv (input) and y (output); default f32.
  * @returns The WGSL source.
  */
-export function attentionWgsl(name: string, hd: number, bq: number, bk: number): string {
+export function attentionWgsl(
+  name: string,
+  hd: number,
+  bq: number,
+  bk: number,
+  types: StorageTypes = FLAVOURS.f32,
+): string {
+  const X = wgslStorage(types.input), Y = wgslStorage(types.output);
   if (hd % 4 !== 0) throw new RangeError(`Cannot generate ${name}: expected hd % 4 == 0, got ${hd}`);
   const C = [...Array(hd / 4).keys()];
   const I = [...Array(bq).keys()];
@@ -57,18 +69,18 @@ export function attentionWgsl(name: string, hd: number, bq: number, bk: number):
   const sum = (terms: string[]) => terms.join(" + ");
   p(`// ${name}: multi-head self-attention, one fused pass (no [heads, T, T] scores in memory):
 //   y[n,t,h*HD + c] = sum_j softmax_j(q[n,t,h] . k[n,j,h] / sqrt(HD)) * v[n,j,h*HD + c]
-// qkv: f32 [N,T,3D], q = columns [0,D), k = [D,2D), v = [2D,3D), head h = columns h*HD..(h+1)*HD of each;
-//   D = heads * HD, HD = ${hd} · y: f32 [N,T,D], heads concatenated
+// qkv: ${X.scalar} [N,T,3D], q = columns [0,D), k = [D,2D), v = [2D,3D), head h = columns h*HD..(h+1)*HD of each;
+//   D = heads * HD, HD = ${hd} · y: ${Y.scalar} [N,T,D], heads concatenated
 // bindings: 0 qkv r · 1 y rw · 2 uniforms {n,t,d,heads,qblocks,units: u32; scale_log2e: f32; _pad0: u32}
 // overrides: WG (workgroup size) · tile: BQ = ${bq} queries of one (n, head) per invocation, keys streamed
 //   in blocks of BK = ${bk}; unrolled by the generator in attention.wgsl.ts
 // dispatch (qblocks = ceil(T / BQ)): units = N * heads * qblocks invocations, ceil(units / WG) workgroups
 //   folded over x,y; unit = (wid.y * nwg.x + wid.x) * WG + lid, tail returns; query block = unit % qblocks,
 //   so neighbouring lanes read the same keys and values
-// numerics: f32; q is scaled by scale * log2(e) once, scores are exp2'd against the running maximum (online
-//   softmax: per block, m' = max(m, block max), acc and l rescaled by exp2(m - m')); masked keys (the tail
-//   of the last block) score -3e38, never inf; y = acc / l
-struct Uniforms {
+// numerics: f32${storageNote(X.dtype, Y.dtype)}; q is scaled by scale * log2(e) once, scores are exp2'd
+//   against the running maximum (online softmax: per block, m' = max(m, block max), acc and l rescaled by
+//   exp2(m - m')); masked keys (the tail of the last block) score -3e38, never inf; y = acc / l
+${wgslEnable(X.dtype, Y.dtype)}struct Uniforms {
   n: u32, t: u32, d: u32, heads: u32,
   qblocks: u32, units: u32, scale_log2e: f32, _pad0: u32,
 }
@@ -77,8 +89,8 @@ override WG: u32 = 64u;
 
 const NEG: f32 = -3.0e38;
 
-@group(0) @binding(0) var<storage, read> qkv: array<vec4f>;
-@group(0) @binding(1) var<storage, read_write> y: array<vec4f>;
+@group(0) @binding(0) var<storage, read> qkv: array<${X.vec4}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${Y.vec4}>;
 @group(0) @binding(2) var<uniform> u: Uniforms;
 
 @compute @workgroup_size(WG)
@@ -103,7 +115,7 @@ fn main(
   for (const i of I) {
     p(`  let t${i} = qb * ${bq}u + ${i}u;
   let qo${i} = (first + min(t${i}, u.t - 1u)) * row + hb;`);
-    for (const c of C) p(`  let q${i}_${c} = qkv[qo${i} + ${c}u] * sc;`);
+    for (const c of C) p(`  let q${i}_${c} = ${X.load(`qkv[qo${i} + ${c}u]`, 4)} * sc;`);
     for (const c of C) p(`  var acc${i}_${c} = vec4f(0.0);`);
     p(`  var m${i} = NEG;
   var l${i} = 0.0;`);
@@ -112,7 +124,7 @@ fn main(
   for (const k of K) {
     p(`    let ok${k} = j0 + ${k}u < u.t;
     let ko${k} = min(j0 + ${k}u, u.t - 1u) * row;`);
-    for (const c of C) p(`    let k${k}_${c} = qkv[kb + ko${k} + ${c}u];`);
+    for (const c of C) p(`    let k${k}_${c} = ${X.load(`qkv[kb + ko${k} + ${c}u]`, 4)};`);
     for (const i of I) {
       p(`    let s${i}_${k} = select(NEG, ${sum(C.map((c) => `dot(q${i}_${c}, k${k}_${c})`))}, ok${k});`);
     }
@@ -127,7 +139,7 @@ fn main(
     for (const c of C) p(`    acc${i}_${c} *= corr${i};`);
   }
   for (const k of K) {
-    for (const c of C) p(`    let v${k}_${c} = qkv[vb + ko${k} + ${c}u];`);
+    for (const c of C) p(`    let v${k}_${c} = ${X.load(`qkv[vb + ko${k} + ${c}u]`, 4)};`);
     for (const i of I) {
       for (const c of C) p(`    acc${i}_${c} = fma(vec4f(p${i}_${k}), v${k}_${c}, acc${i}_${c});`);
     }
@@ -137,7 +149,7 @@ fn main(
     p(`  if (t${i} < u.t) {
     let oo = (first + t${i}) * d4 + hb;
     let inv${i} = vec4f(l${i});`);
-    for (const c of C) p(`    y[oo + ${c}u] = acc${i}_${c} / inv${i};`);
+    for (const c of C) p(`    y[oo + ${c}u] = ${Y.store(`acc${i}_${c} / inv${i}`, 4)};`);
     p(`  }`);
   }
   p(`}`);

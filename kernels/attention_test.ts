@@ -4,10 +4,12 @@ import { assertClose, relativeMaxError } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
+import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
 import {
   ATTENTION_HEAD_DIMS,
   ATTENTION_TILED_WORKGROUP_SIZE,
   attentionFits,
+  attentionFlavours,
   attentionLaunch,
   attentionLowering,
   attentionQueryTiled,
@@ -151,6 +153,47 @@ for (const spec of attentionVariants) {
     });
   }
 }
+
+// f16 flavours: qkv f16 (the reference sees those values); scores, softmax (max, exp2, sums) and the weighted
+// sums of v in f32 (the f32 tolerance above), then one f16 store.
+for (const spec of attentionFlavours.f16!) {
+  for (const [i, { label, shape, qk }] of cases.entries()) {
+    if (!attentionFits(spec, shape)) continue;
+    f16GpuTest(`${spec.name} matches attentionRef for ${label}`, async ({ device }) => {
+      const { n, tokens, heads, headDim } = shape;
+      const d = heads * headDim;
+      const scale = qk ?? 1;
+      const qkv = roundTo(
+        randomFloats(n * tokens * 3 * d, 700 + i).map((x, j) => (j % (3 * d) < 2 * d ? scale * x : x)),
+        "f16",
+      );
+      const want = attentionRef(qkv, shape);
+      const [out] = await runKernelOnce(device, spec, attentionLaunch(spec, shape, device.limits), [
+        stored(qkv, "f16"),
+        stored(new Float32Array(want.length).fill(NaN), "f16"),
+      ]);
+      const got = loaded(out, "f16", want.length);
+      const tol = f16Tolerance(tolerance(qkv, shape));
+      console.log(`${spec.name} ${label}: max |e|/max|ref| ${relativeMaxError(got, want).toExponential(2)}`);
+      assertClose(got, want, { ...tol, shape: [n, tokens, d], what: `${spec.name} ${label}` });
+    }, [spec]);
+  }
+}
+
+Deno.test("attentionLowering picks the f16 variants for f16 tensors, tiled first and streaming when forced", () => {
+  const node = testNode("attention", { name: "blocks.0.attn", inputs: ["qkv"], attrs: { heads: 6 } });
+  const options = {
+    shapes: { qkv: [2, 197, 1152] },
+    dtypes: { qkv: "f16", y: "f16" } as const,
+    weightDtype: "f16" as const,
+  };
+  const { ctx, steps } = recordingContext(node, options);
+  attentionLowering.lower(ctx);
+  assert.equal(steps[0].spec.name, "attention_query_tiled_hd64_f16");
+  const forced = recordingContext(node, { ...options, forced: ["attention_streaming_hd64_f16"] });
+  attentionLowering.lower(forced.ctx);
+  assert.equal(forced.steps[0].spec.name, "attention_streaming_hd64_f16");
+});
 
 Deno.test("attention kernel cases cover every head dimension, query tails and batches", () => {
   for (const hd of ATTENTION_HEAD_DIMS) assert.ok(cases.some(({ shape }) => shape.headDim === hd));

@@ -29,6 +29,10 @@
  * the block variants last (`gpuOnly`: chosen there only when forced by `--kernels`); on GPUs the block variants
  * first, ordered per shape by `conv2dBlockGpuOrder`.
  *
+ * Each variant comes in three storage flavours (`kernels/_precision.ts`): f32 (`conv2d_tiled`), f16
+ * (`conv2d_tiled_f16`: x, w, bias, y in f16) and f32to16 (`conv2d_tiled_f32to16`: an f16 plan's first
+ * convolution, reading the f32 model input); the lowering picks the node's.
+ *
  * This module is browser compatible.
  * @module
  */
@@ -53,14 +57,14 @@ import {
   lowerConv2dBlock,
 } from "./conv2d_block.ts";
 import {
-  conv2dDirectWgsl,
-  conv2dPixelLanesWgsl,
-  conv2dTiledWgsl,
+  conv2dDirectSource,
   PIXEL_LANES_COLUMNS4,
   PIXEL_LANES_PIXELS,
+  registerTileWgsl,
   TILED_COLUMNS4,
   TILED_PIXELS,
 } from "./conv2d.wgsl.ts";
+import { type Flavour, flavourName, FLAVOURS, flavourSpec, type StorageTypes } from "./_precision.ts";
 
 /** A convolution: input size, channels, square-or-not kernel, stride and symmetric zero padding. */
 export interface Conv2dShape {
@@ -106,21 +110,8 @@ const bindings = [
   { name: "y", type: "storage" },
 ] as const;
 
-/** Baseline: one output element per invocation; any Cin and Cout. */
-export const conv2dDirect: KernelSpec = {
-  name: "conv2d_direct",
-  wgsl: conv2dDirectWgsl,
-  bindings,
-  overrides: { WG: CONV2D_WORKGROUP_SIZE, CK: CONV2D_CHUNK },
-};
-
-/** Register-tiled: 8 output pixels x 8 output channels per invocation; Cin % 4 == 0, Cout % 4 == 0. */
-export const conv2dTiled: KernelSpec = {
-  name: "conv2d_tiled",
-  wgsl: conv2dTiledWgsl,
-  bindings,
-  overrides: { WG: CONV2D_WORKGROUP_SIZE, CK: CONV2D_CHUNK },
-};
+/** The storage flavours of every conv2d variant: f32, f16, and f32 input to f16 output (the first conv). */
+export const CONV2D_FLAVOURS: readonly Flavour[] = ["f32", "f16", "f32to16"];
 
 /** Output pixels per invocation of `conv2d_pixel_lanes` (a workgroup owns WG times as many). */
 export const CONV2D_PIXEL_LANES_PIXELS = PIXEL_LANES_PIXELS;
@@ -130,42 +121,88 @@ export const CONV2D_PIXEL_LANES_CHANNELS = 4 * PIXEL_LANES_COLUMNS4;
 /** Workgroup size of `conv2d_pixel_lanes`: a workgroup owns this x 8 pixels, so smaller wastes less at 14x14. */
 export const CONV2D_PIXEL_LANES_WORKGROUP_SIZE = 32;
 
+/** How a variant splits the output into invocations: pixels and channels per unit, and channel alignment. */
+interface Tiling {
+  pixels: number;
+  channels: number;
+  align: number;
+  unit: "invocation" | "workgroup";
+}
+
+/** Each variant (by strategy name): its tiling, workgroup size and generator. */
+const STRATEGIES: readonly {
+  name: string;
+  tiling: Tiling;
+  wg: number;
+  wgsl: (name: string, t: StorageTypes) => string;
+}[] = [
+  {
+    name: "conv2d_direct",
+    tiling: { pixels: 1, channels: 1, align: 1, unit: "invocation" },
+    wg: CONV2D_WORKGROUP_SIZE,
+    wgsl: conv2dDirectSource,
+  },
+  {
+    name: "conv2d_tiled",
+    tiling: { pixels: CONV2D_TILED_PIXELS, channels: CONV2D_TILED_CHANNELS, align: 4, unit: "invocation" },
+    wg: CONV2D_WORKGROUP_SIZE,
+    wgsl: (name, t) => registerTileWgsl(name, TILED_PIXELS, TILED_COLUMNS4, "channels", t),
+  },
+  {
+    name: "conv2d_pixel_lanes",
+    tiling: {
+      pixels: CONV2D_PIXEL_LANES_PIXELS,
+      channels: CONV2D_PIXEL_LANES_CHANNELS,
+      align: 4,
+      unit: "workgroup",
+    },
+    wg: CONV2D_PIXEL_LANES_WORKGROUP_SIZE,
+    wgsl: (name, t) => registerTileWgsl(name, PIXEL_LANES_PIXELS, PIXEL_LANES_COLUMNS4, "pixels", t),
+  },
+];
+
+/** Tiling of every variant in every flavour, by spec name. */
+const tiling = new Map<string, Tiling>();
+
+/** Every variant in one flavour, in the order of {@linkcode STRATEGIES} (direct, tiled, pixel lanes). */
+function flavoured(flavour: Flavour): KernelSpec[] {
+  return STRATEGIES.map((v) => {
+    const name = flavourName(v.name, flavour);
+    tiling.set(name, v.tiling);
+    return {
+      name,
+      wgsl: v.wgsl(name, FLAVOURS[flavour]),
+      bindings,
+      overrides: { WG: v.wg, CK: CONV2D_CHUNK },
+    };
+  });
+}
+
+/** The variants of each flavour: direct, tiled, pixel lanes. */
+export const conv2dFlavours: Readonly<Record<string, readonly KernelSpec[]>> = Object.fromEntries(
+  CONV2D_FLAVOURS.map((f) => [f, flavoured(f)]),
+);
+
+/** Baseline: one output element per invocation; any Cin and Cout. */
+export const conv2dDirect: KernelSpec = conv2dFlavours.f32[0];
+
+/** Register-tiled: 8 output pixels x 8 output channels per invocation; Cin % 4 == 0, Cout % 4 == 0. */
+export const conv2dTiled: KernelSpec = conv2dFlavours.f32[1];
+
 /**
  * Lanes on pixels, a channel block per workgroup: 8 pixels x 16 channels per invocation, weights loaded at
  * workgroup-uniform addresses; Cin % 4 == 0, Cout % 4 == 0.
  */
-export const conv2dPixelLanes: KernelSpec = {
-  name: "conv2d_pixel_lanes",
-  wgsl: conv2dPixelLanesWgsl,
-  bindings,
-  overrides: { WG: CONV2D_PIXEL_LANES_WORKGROUP_SIZE, CK: CONV2D_CHUNK },
-};
+export const conv2dPixelLanes: KernelSpec = conv2dFlavours.f32[2];
 
 /**
- * The register-tiled variants (tested in conv2d_test.ts); the block variants are `conv2dBlockVariants`
- * (conv2d_block.ts, tested in conv2d_block_test.ts). Both are in the kernel registry.
+ * The register-tiled f32 variants (tested in conv2d_test.ts, with their f16 flavours); the block variants are
+ * `conv2dBlockVariants` (conv2d_block.ts, tested in conv2d_block_test.ts, f32 only). All are in the registry.
  */
-export const conv2dVariants: readonly KernelSpec[] = [conv2dDirect, conv2dTiled, conv2dPixelLanes];
+export const conv2dVariants: readonly KernelSpec[] = conv2dFlavours.f32;
 
-/** How each variant splits the output into invocations: pixels and channels per unit, and channel alignment. */
-const tiling: Record<
-  string,
-  { pixels: number; channels: number; align: number; unit: "invocation" | "workgroup" }
-> = {
-  conv2d_direct: { pixels: 1, channels: 1, align: 1, unit: "invocation" },
-  conv2d_tiled: {
-    pixels: CONV2D_TILED_PIXELS,
-    channels: CONV2D_TILED_CHANNELS,
-    align: 4,
-    unit: "invocation",
-  },
-  conv2d_pixel_lanes: {
-    pixels: CONV2D_PIXEL_LANES_PIXELS,
-    channels: CONV2D_PIXEL_LANES_CHANNELS,
-    align: 4,
-    unit: "workgroup",
-  },
-};
+/** Every variant in every flavour, for the registry. */
+export const conv2dAllVariants: readonly KernelSpec[] = CONV2D_FLAVOURS.flatMap((f) => conv2dFlavours[f]);
 
 /**
  * Output size along one dimension: floor((h + 2*pad - k) / stride) + 1.
@@ -207,7 +244,7 @@ export function conv2dLaunch(
 ): KernelLaunch & { outShape: [number, number, number, number] } {
   if (isConv2dBlock(spec)) return conv2dBlockLaunch(spec, shape, { limits });
   const what = spec.name;
-  const t = tiling[spec.name];
+  const t = tiling.get(spec.name);
   if (!t) throw new TypeError(`Cannot launch ${what}: expected a conv2d variant, got "${spec.name}"`);
   for (const key of ["n", "h", "w", "cin", "cout", "kh", "kw", "stride"] as const) {
     const v = shape[key];
@@ -293,7 +330,18 @@ function conv2dUniforms(
 }
 
 /**
- * Variants in the order the planner prefers them on CPU rasterisers (fastest measured on llvmpipe and
+ * Register-tiled variants of each flavour in the order the planner prefers them on CPU rasterisers: what
+ * f16 plans choose from (the block variants exist in f32 only).
+ */
+const PREFERRED: Readonly<Record<string, readonly KernelSpec[]>> = Object.fromEntries(
+  CONV2D_FLAVOURS.map((f) => {
+    const [direct, tiled, pixelLanes] = conv2dFlavours[f];
+    return [f, [tiled, pixelLanes, direct]];
+  }),
+);
+
+/**
+ * f32 variants in the order the planner prefers them on CPU rasterisers (fastest measured on llvmpipe and
  * lavapipe first); the GPU-oriented ones last, so they are chosen there only when forced (`gpuOnly`).
  */
 const CPU_PREFERRED: readonly KernelSpec[] = [
@@ -322,7 +370,7 @@ export function conv2dFits(
   device?: LoweringDevice,
 ): boolean {
   if (isConv2dBlock(spec)) return "kh" in shape && conv2dBlockFits(spec, shape, device);
-  const t = tiling[spec.name];
+  const t = tiling.get(spec.name);
   return t !== undefined && shape.cin % t.align === 0 && shape.cout % t.align === 0;
 }
 
@@ -349,8 +397,8 @@ function nodeShape(node: GraphNode, input: Shape): Conv2dShape {
 /**
  * The `conv2d` op. Input x NHWC [N,H,W,Cin]; attrs `cout`, `kernel` (or `kh`, `kw`), `stride` (1), `pad` (0),
  * `relu` (false), `flopsCin` (input channels to count in FLOPs, when some are zero padding); weights
- * `weight` (HWIO f32, [KH,KW,Cin,Cout]) and optional `bias` (f32 [Cout]); `inPlace` adds into the output
- * (the residual). Output NHWC [N,OH,OW,Cout].
+ * `weight` (HWIO, [KH,KW,Cin,Cout]) and optional `bias` ([Cout]); `inPlace` adds into the output (the
+ * residual). Output NHWC [N,OH,OW,Cout]. Flavours f32, f16 and f32to16, by the node's tensors.
  */
 export const conv2dLowering: OpLowering = {
   op: "conv2d",
@@ -375,7 +423,11 @@ export const conv2dLowering: OpLowering = {
   lower(ctx) {
     const node = ctx.node;
     const shape = nodeShape(node, ctx.shape(node.inputs[0]));
-    const spec = ctx.choose(conv2dPreferred(shape, ctx.device), (c) => conv2dFits(c, shape, ctx.device));
+    const flavoured = flavourSpec(ctx, PREFERRED);
+    // The block, split-K and subgroup variants are f32 only: f32 plans take the device's order, f16 ones the
+    // register-tiled flavours.
+    const candidates = flavoured === PREFERRED.f32 ? conv2dPreferred(shape, ctx.device) : flavoured;
+    const spec = ctx.choose(candidates, (c) => conv2dFits(c, shape, ctx.device));
     if (isConv2dBlock(spec)) {
       lowerConv2dBlock(ctx, spec, shape);
       return;

@@ -1,9 +1,12 @@
 /**
- * WGSL sources of the conv2d variants (see `conv2d.ts` for the wrapper that launches them).
+ * WGSL sources of the conv2d variants (see `conv2d.ts` for the wrapper that launches them), each generated
+ * for a storage flavour (`kernels/_precision.ts`): x, w, bias and y are f32 or f16 in storage, every
+ * product and sum f32.
  *
  * This module is browser compatible.
  * @module
  */
+import { FLAVOURS, storageNote, type StorageTypes, wgslEnable, wgslStorage } from "./_precision.ts";
 
 /** Uniform struct shared by every variant; `conv2dUniforms` in `conv2d.ts` packs it field by field. */
 const uniformStruct = /* wgsl */ `
@@ -16,26 +19,35 @@ struct Uniforms {
 }
 `;
 
-/** One output per invocation: the baseline every faster variant is checked against. */
-export const conv2dDirectWgsl = /* wgsl */ `
-// conv2d_direct: y[n,oy,ox,co] = act(sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co]
+/**
+ * One output per invocation: the baseline every faster variant is checked against.
+ *
+ * @param name Variant name for the header.
+ * @param t Storage types: x (input), w and bias (weights), y (output, read too when accumulating).
+ * @returns The WGSL source.
+ */
+export function conv2dDirectSource(name: string, t: StorageTypes): string {
+  const X = wgslStorage(t.input), W = wgslStorage(t.weights), Y = wgslStorage(t.output);
+  return /* wgsl */ `
+// ${name}: y[n,oy,ox,co] = act(sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co]
 //   (+ bias[co] if has_bias) (+ y if accumulate)), act = ReLU if relu else identity
-// x: f32 NHWC [N,H,W,Cin] · w: f32 HWIO [KH,KW,Cin,Cout] · bias: f32 [Cout] · y: f32 NHWC [N,OH,OW,Cout];
+// x: ${X.scalar} NHWC [N,H,W,Cin] · w: ${W.scalar} HWIO [KH,KW,Cin,Cout] · bias: ${W.scalar} [Cout] · y: ${Y.scalar} NHWC [N,OH,OW,Cout];
 //   zero padding P
 // bindings: 0 x r · 1 w r · 2 bias r · 3 y rw · 4 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,
 //   m,units,cout_tiles,has_bias,relu,_pad0,_pad1,_pad2: u32}
 // overrides: WG (workgroup size), CK (Cin chunk summed apart) · dispatch: ceil(N*OH*OW*Cout / WG) workgroups
 //   folded over x,y; linear id = wid.y * nwg.x + wid.x; one output per invocation, tail guarded
-// numerics: f32; each (ky,kx,chunk of CK input channels) is summed into a partial that is then added to the
-//   total, which keeps the error growth of K = KH*KW*Cin terms far below one sequential chain
-${uniformStruct}
+// numerics: f32${storageNote(t.input, t.weights, t.output)}; each (ky,kx,chunk of CK input channels) is
+//   summed into a partial that is then added to the total, which keeps the error growth of K = KH*KW*Cin
+//   terms far below one sequential chain
+${wgslEnable(t.input, t.weights, t.output)}${uniformStruct}
 override WG: u32 = 64u;
 override CK: u32 = 64u;
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${X.scalar}>;
+@group(0) @binding(1) var<storage, read> w: array<${W.scalar}>;
+@group(0) @binding(2) var<storage, read> bias: array<${W.scalar}>;
+@group(0) @binding(3) var<storage, read_write> y: array<${Y.scalar}>;
 @group(0) @binding(4) var<uniform> u: Uniforms;
 
 @compute @workgroup_size(WG)
@@ -65,18 +77,22 @@ fn main(
         let c1 = min(c0 + CK, u.cin);
         var part = 0.0;
         for (var ci = c0; ci < c1; ci++) {
-          part = fma(x[xb + ci], w[wb + ci * u.cout], part);
+          part = fma(${X.load("x[xb + ci]")}, ${W.load("w[wb + ci * u.cout]")}, part);
         }
         total += part;
       }
     }
   }
-  if (u.has_bias != 0u) { total += bias[co]; }
-  if (u.accumulate != 0u) { total += y[idx]; }
+  if (u.has_bias != 0u) { total += ${W.load("bias[co]")}; }
+  if (u.accumulate != 0u) { total += ${Y.load("y[idx]")}; }
   if (u.relu != 0u) { total = max(total, 0.0); }
-  y[idx] = total;
+  y[idx] = ${Y.store("total")};
 }
 `;
+}
+
+/** The f32 baseline's source. */
+export const conv2dDirectWgsl: string = conv2dDirectSource("conv2d_direct", FLAVOURS.f32);
 
 /** Output pixels per invocation of `conv2d_tiled`. */
 export const TILED_PIXELS = 8;
@@ -96,8 +112,22 @@ export const PIXEL_LANES_COLUMNS4 = 4;
  * not unroll the loops over them (llvmpipe did not reliably) they live in per-lane scratch memory, which ran
  * at half the speed. The tile sizes are TS constants exported above, read by the wrapper's dispatch maths;
  * the workgroup size and the chunk length stay WGSL overrides.
+ *
+ * @param name Variant name for the header.
+ * @param tm Output pixels per invocation.
+ * @param tn4 vec4 groups of output channels per invocation.
+ * @param lanes What neighbouring lanes differ in.
+ * @param types Storage types: x (input), w and bias (weights), y (output, read too when accumulating).
+ * @returns The WGSL source.
  */
-function registerTileWgsl(name: string, tm: number, tn4: number, lanes: "channels" | "pixels"): string {
+export function registerTileWgsl(
+  name: string,
+  tm: number,
+  tn4: number,
+  lanes: "channels" | "pixels",
+  types: StorageTypes = FLAVOURS.f32,
+): string {
+  const X = wgslStorage(types.input), W = wgslStorage(types.weights), Y = wgslStorage(types.output);
   const J = [...Array(tm).keys()];
   const T = [...Array(tn4).keys()];
   const comp = ["x", "y", "z", "w"];
@@ -113,8 +143,8 @@ function registerTileWgsl(name: string, tm: number, tn4: number, lanes: "channel
     : "ceil(M / (WG * TM)) * cout_tiles workgroups";
   p(`// ${name}: y[n,oy,ox,co] = act(sum_{ky,kx,ci} x[n, oy*S-P+ky, ox*S-P+kx, ci] * w[ky,kx,ci,co]
 //   (+ bias[co] if has_bias) (+ y if accumulate)), act = ReLU if relu else identity
-// x: f32 NHWC [N,H,W,Cin], Cin % 4 == 0 · w: f32 HWIO [KH,KW,Cin,Cout], Cout % 4 == 0 · bias: f32 [Cout] ·
-//   y: f32 NHWC [N,OH,OW,Cout]
+// x: ${X.scalar} NHWC [N,H,W,Cin], Cin % 4 == 0 · w: ${W.scalar} HWIO [KH,KW,Cin,Cout], Cout % 4 == 0 · bias: ${W.scalar} [Cout] ·
+//   y: ${Y.scalar} NHWC [N,OH,OW,Cout]
 // bindings: 0 x r · 1 w r · 2 bias r · 3 y rw · 4 uniforms {n,h,w,cin,cout,kh,kw,stride,pad,oh,ow,accumulate,
 //   m,units,cout_tiles,has_bias,relu,_pad0,_pad1,_pad2: u32}
 // overrides: WG (workgroup size), CK (Cin chunk summed apart) · register tile: TM = ${tm} pixels (flattened
@@ -124,16 +154,17 @@ function registerTileWgsl(name: string, tm: number, tn4: number, lanes: "channel
 // dispatch (M = N*OH*OW, cout_tiles = ceil(Cout / ${4 * tn4})): ${units}, folded over x,y;
 //   ${mapping}
 // loads: x as vec4 along Cin (zero outside the input), w as vec4 along Cout; tails clamped, stores guarded
-// numerics: f32 fma; each (ky,kx,chunk of CK input channels) is summed into a partial that is then added to
-//   the total, which keeps the error growth of K = KH*KW*Cin terms far below one sequential chain
-${uniformStruct}
+// numerics: f32 fma${storageNote(X.dtype, W.dtype, Y.dtype)}; each (ky,kx,chunk of CK input channels) is
+//   summed into a partial that is then added to the total, which keeps the error growth of K = KH*KW*Cin
+//   terms far below one sequential chain
+${wgslEnable(X.dtype, W.dtype, Y.dtype)}${uniformStruct}
 override WG: u32 = 64u;
 override CK: u32 = 64u;
 
-@group(0) @binding(0) var<storage, read> x: array<vec4f>;
-@group(0) @binding(1) var<storage, read> w: array<vec4f>;
-@group(0) @binding(2) var<storage, read> bias: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> y: array<vec4f>;
+@group(0) @binding(0) var<storage, read> x: array<${X.vec4}>;
+@group(0) @binding(1) var<storage, read> w: array<${W.vec4}>;
+@group(0) @binding(2) var<storage, read> bias: array<${W.vec4}>;
+@group(0) @binding(3) var<storage, read_write> y: array<${Y.vec4}>;
 @group(0) @binding(4) var<uniform> u: Uniforms;
 
 @compute @workgroup_size(WG)
@@ -180,10 +211,12 @@ fn main(
         let c1 = min(c0 + ck4, cin4);`);
   for (const j of J) for (const t of T) p(`        var a${j}_${t} = vec4f(0.0);`);
   p(`        for (var c = c0; c < c1; c++) {`);
-  for (const j of J) p(`          let x${j} = select(vec4f(0.0), x[xo${j} + c], ok${j});`);
+  for (const j of J) p(`          let x${j} = select(vec4f(0.0), ${X.load(`x[xo${j} + c]`, 4)}, ok${j});`);
   p(`          let wr = (wt + c * 4u) * cout4; // w[ky, kx, 4c, :] in vec4`);
   for (let r = 0; r < 4; r++) {
-    for (const t of T) p(`          let w${r}_${t} = w[wr + ${r === 0 ? "" : `${r}u * cout4 + `}col${t}];`);
+    for (const t of T) {
+      p(`          let w${r}_${t} = ${W.load(`w[wr + ${r === 0 ? "" : `${r}u * cout4 + `}col${t}]`, 4)};`);
+    }
   }
   for (let r = 0; r < 4; r++) {
     for (const j of J) {
@@ -201,10 +234,10 @@ fn main(
       p(`    if (co4 + ${t}u < cout4) {
       let yo = m${j} * cout4 + co4 + ${t}u;
       var r = tot${j}_${t};
-      if (u.has_bias != 0u) { r += bias[co4 + ${t}u]; }
-      if (u.accumulate != 0u) { r += y[yo]; }
+      if (u.has_bias != 0u) { r += ${W.load(`bias[co4 + ${t}u]`, 4)}; }
+      if (u.accumulate != 0u) { r += ${Y.load("y[yo]", 4)}; }
       if (u.relu != 0u) { r = max(r, vec4f(0.0)); }
-      y[yo] = r;
+      y[yo] = ${Y.store("r", 4)};
     }`);
     }
     p(`  }`);

@@ -7,6 +7,7 @@ import {
   CONV2D_TILED_PIXELS,
   CONV2D_WORKGROUP_SIZE,
   conv2dDirect,
+  conv2dFlavours,
   conv2dLaunch,
   conv2dOutputSize,
   conv2dPixelLanes,
@@ -18,6 +19,8 @@ import { conv2dRef } from "./conv2d_ref.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose, relativeMaxError } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
+import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
+import { FLAVOURS, type StorageTypes } from "./_precision.ts";
 
 function shapeOf(p: Partial<Conv2dShape> & { kh: number; stride: number; pad: number }): Conv2dShape {
   return { n: 1, h: 7, w: 9, cin: 8, cout: 12, kw: p.kh, accumulate: false, ...p };
@@ -356,14 +359,21 @@ async function runConv(
   w: Float64Array,
   residual?: Float64Array,
   bias?: Float64Array,
+  types: StorageTypes = FLAVOURS.f32,
 ): Promise<Float32Array> {
   const launch = conv2dLaunch(spec, shape, device.limits);
   const [n, oh, ow, cout] = launch.outShape;
-  const y = residual ? new Float32Array(residual) : { bytes: n * oh * ow * cout * 4 };
+  const outputs = n * oh * ow * cout;
+  const y = residual ? stored(residual, types.output) : { bytes: outputs * (types.output === "f16" ? 2 : 4) };
   // Without a bias the binding is still there, unread: a small buffer of garbage proves it is not read.
-  const b = bias ? new Float32Array(bias) : new Float32Array(4).fill(1e9);
-  const [out] = await runKernelOnce(device, spec, launch, [new Float32Array(x), new Float32Array(w), b, y]);
-  return new Float32Array(out);
+  const b = bias ? stored(bias, types.weights) : stored(new Float32Array(4).fill(1e4), types.weights);
+  const [out] = await runKernelOnce(device, spec, launch, [
+    stored(x, types.input),
+    stored(w, types.weights),
+    b,
+    y,
+  ]);
+  return loaded(out, types.output, outputs);
 }
 
 Deno.test("conv2d kernel cases include a dispatch with a tail", () => {
@@ -391,6 +401,35 @@ for (const spec of conv2dVariants) {
         what: `${spec.name} ${label}`,
       });
     });
+  }
+}
+
+// ---------- f16 flavours: every variant against the reference, inputs f16 holds exactly ----------
+
+// Inputs are rounded to each binding's dtype first, so the float64 reference sees what the kernel reads; the
+// sums are f32 as in the f32 flavour (its tolerance, 1e-5), then one f16 store (f16Tolerance adds one ulp,
+// 2^-10 relative, and f16's subnormal spacing). The f32to16 flavour reads an f32 x (the model input).
+for (const flavour of ["f16", "f32to16"] as const) {
+  const types = FLAVOURS[flavour];
+  for (const spec of conv2dFlavours[flavour]) {
+    for (const [i, { label, shape }] of cases.entries()) {
+      f16GpuTest(`${camel(spec)} matches conv2dRef for ${label}`, async ({ device }) => {
+        const x = roundTo(randomFloats(shape.n * shape.h * shape.w * shape.cin, 100 + i), types.input);
+        const w = roundTo(randomFloats(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i), types.weights);
+        const [n, oh, ow, cout] = conv2dLaunch(spec, shape).outShape;
+        const residual = shape.accumulate
+          ? roundTo(randomFloats(n * oh * ow * cout, 300 + i), "f16")
+          : undefined;
+        const bias = shape.bias ? roundTo(randomFloats(cout, 400 + i), types.weights) : undefined;
+        const want = conv2dRef(x, w, shape, residual, bias);
+        const got = await runConv(device, spec, shape, x, w, residual, bias, types);
+        assertClose(got, want, {
+          ...f16Tolerance({ abs: 1e-5, rel: 1e-5 }),
+          shape: [n, oh, ow, cout],
+          what: `${spec.name} ${label}`,
+        });
+      }, [spec]);
+    }
   }
 }
 

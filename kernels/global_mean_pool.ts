@@ -6,6 +6,7 @@
  * y[n,c] = sum_p x[n,p,c] / (H*W)
  * bindings: 0 x r (f32 NHWC [N,H*W,C]) · 1 y rw (f32 [N,C]) · 2 uniforms {n,hw,c: u32}
  * workgroup: CH channels x RL pixel lanes; blocked per-lane sums, then a tree over lanes
+ * flavours: f32, f16 (x and y f16) and f16to32 (x f16, y f32: the embedding of an f16 plan), sums f32
  * ```
  *
  * This module is browser compatible.
@@ -22,7 +23,8 @@ import {
 } from "../engine/kernel.ts";
 import { expectInputs } from "../engine/graph.ts";
 import type { OpLowering } from "../engine/lowering.ts";
-import { GLOBAL_MEAN_POOL_WGSL } from "./global_mean_pool.wgsl.ts";
+import { globalMeanPoolWgsl } from "./global_mean_pool.wgsl.ts";
+import { type Flavour, flavourName, FLAVOURS, flavourSpec } from "./_precision.ts";
 
 /** Channels per workgroup: the WGSL override `CH` (consecutive channels, for coalesced reads). */
 export const GLOBAL_MEAN_POOL_CHANNELS = 32;
@@ -40,16 +42,24 @@ export interface GlobalMeanPoolShape {
   readonly c: number;
 }
 
-/** The kernel variant: a workgroup per (image, tile of channels). */
-export const globalMeanPoolSpec: KernelSpec = {
-  name: "global_mean_pool",
-  wgsl: GLOBAL_MEAN_POOL_WGSL,
-  bindings: [
-    { name: "x", type: "read-only-storage" },
-    { name: "y", type: "storage" },
-  ],
-  overrides: { CH: GLOBAL_MEAN_POOL_CHANNELS, RL: GLOBAL_MEAN_POOL_LANES },
-};
+/** The kernel in each flavour (f32, f16, f16to32): a workgroup per (image, tile of channels). */
+export const GLOBAL_MEAN_POOL_FLAVOURS: Readonly<Partial<Record<Flavour, KernelSpec>>> = Object.fromEntries(
+  (["f32", "f16", "f16to32"] as const).map((f) => {
+    const name = flavourName("global_mean_pool", f);
+    return [f, {
+      name,
+      wgsl: globalMeanPoolWgsl(name, FLAVOURS[f]),
+      bindings: [
+        { name: "x", type: "read-only-storage" },
+        { name: "y", type: "storage" },
+      ],
+      overrides: { CH: GLOBAL_MEAN_POOL_CHANNELS, RL: GLOBAL_MEAN_POOL_LANES },
+    }];
+  }),
+);
+
+/** The f32 kernel: a workgroup per (image, tile of channels). */
+export const globalMeanPoolSpec: KernelSpec = GLOBAL_MEAN_POOL_FLAVOURS.f32!;
 
 /**
  * Validates a shape and returns the dispatch and uniforms of {@linkcode globalMeanPoolSpec}.
@@ -105,6 +115,6 @@ export const globalMeanPoolLowering: OpLowering = {
   lower(ctx) {
     const [n, h, w, c] = ctx.shape(ctx.node.inputs[0]);
     const launch = globalMeanPoolLaunch({ n, hw: h * w, c }, ctx.device.limits);
-    ctx.step(globalMeanPoolSpec, launch, [ctx.node.inputs[0], ctx.node.output]);
+    ctx.step(flavourSpec(ctx, GLOBAL_MEAN_POOL_FLAVOURS), launch, [ctx.node.inputs[0], ctx.node.output]);
   },
 };

@@ -4,25 +4,36 @@ import { assertClose } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
 import type { LaunchLimits } from "../engine/kernel.ts";
 import { runKernelOnce } from "./_harness.ts";
-import { globalMeanPoolLaunch, type GlobalMeanPoolShape, globalMeanPoolSpec } from "./global_mean_pool.ts";
+import {
+  GLOBAL_MEAN_POOL_FLAVOURS,
+  globalMeanPoolLaunch,
+  type GlobalMeanPoolShape,
+} from "./global_mean_pool.ts";
 import { globalMeanPoolRef } from "./global_mean_pool_ref.ts";
+import { type Flavour, FLAVOURS } from "./_precision.ts";
+import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
 
 async function check(
   device: GPUDevice,
   shape: GlobalMeanPoolShape,
   seed: number,
-  options: { lo?: number; limits?: LaunchLimits; rel?: number } = {},
+  options: { lo?: number; limits?: LaunchLimits; rel?: number; flavour?: Flavour } = {},
 ) {
-  const x = Float32Array.from(randomFloats(shape.n * shape.hw * shape.c, seed, options.lo ?? -1, 3));
-  const [y] = await runKernelOnce(device, globalMeanPoolSpec, globalMeanPoolLaunch(shape, options.limits), [
-    x,
-    { bytes: shape.n * shape.c * 4 },
+  const flavour = options.flavour ?? "f32";
+  const t = FLAVOURS[flavour];
+  const x = roundTo(randomFloats(shape.n * shape.hw * shape.c, seed, options.lo ?? -1, 3), t.input);
+  const spec = GLOBAL_MEAN_POOL_FLAVOURS[flavour]!;
+  const outputs = shape.n * shape.c;
+  const [y] = await runKernelOnce(device, spec, globalMeanPoolLaunch(shape, options.limits), [
+    stored(x, t.input),
+    { bytes: stored(new Float32Array(outputs), t.output).byteLength },
   ]);
-  assertClose(new Float32Array(y), globalMeanPoolRef(Float64Array.from(x), shape), {
-    abs: 1e-6,
-    rel: options.rel ?? 1e-6,
+  // The sums are f32 in every flavour; an f16 y adds one f16 store.
+  const tol = { abs: 1e-6, rel: options.rel ?? 1e-6 };
+  assertClose(loaded(y, t.output, outputs), globalMeanPoolRef(x, shape), {
+    ...(t.output === "f16" ? f16Tolerance(tol) : tol),
     shape: [shape.n, shape.c],
-    what: `global_mean_pool ${JSON.stringify(shape)}`,
+    what: `${spec.name} ${JSON.stringify(shape)}`,
   });
 }
 
@@ -60,3 +71,20 @@ gpuTest("globalMeanPool() stays accurate over 112*112 pixels of positive values"
   // A plain f32 running sum over these 12,544 values per channel is off by up to 4.7e-6 relative.
   await check(gpu.device, { n: 1, hw: 112 * 112, c: 19 }, 5, { lo: 0, rel: 5e-7 });
 });
+
+for (const flavour of ["f16", "f16to32"] as const) {
+  f16GpuTest(
+    `globalMeanPool() ${flavour} flavour matches reference on the f32 tests' shapes`,
+    async (gpu) => {
+      await check(gpu.device, { n: 1, hw: 7 * 9, c: 37 }, 1, { flavour }); // 37 outputs: an odd count of f16
+      await check(gpu.device, { n: 3, hw: 1, c: 5 }, 2, { flavour });
+      await check(gpu.device, { n: 3, hw: 14 * 14, c: 70 }, 3, { flavour });
+      await check(gpu.device, { n: 3, hw: 5, c: 33 }, 4, {
+        flavour,
+        limits: { maxComputeWorkgroupsPerDimension: 4 },
+      });
+      await check(gpu.device, { n: 1, hw: 112 * 112, c: 19 }, 5, { flavour, lo: 0, rel: 5e-7 });
+    },
+    [GLOBAL_MEAN_POOL_FLAVOURS[flavour]!],
+  );
+}

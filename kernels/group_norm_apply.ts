@@ -8,6 +8,7 @@
  * bindings: 0 x r · 1 stats r · 2 gamma r · 3 beta r · 4 y rw · 5 uniforms {n,hw,c,groups,relu: u32}
  * variants: group_norm_apply_vec4 (C % 4 == 0, one thread per 4 channels x PIX pixels),
  *   group_norm_apply_scalar (any C, one thread per element)
+ * flavours: f32, and f16 (`group_norm_apply_vec4_f16`: x, gamma, beta, y f16; stats f32)
  * ```
  *
  * This module is browser compatible.
@@ -25,7 +26,8 @@ import {
 import { expectInputs, flagAttr, numberAttr } from "../engine/graph.ts";
 import type { OpLowering } from "../engine/lowering.ts";
 import { groupNormStatsSteps } from "./group_norm_stats.ts";
-import { GROUP_NORM_APPLY_SCALAR_WGSL, GROUP_NORM_APPLY_VEC4_WGSL } from "./group_norm_apply.wgsl.ts";
+import { groupNormApplyScalarWgsl, groupNormApplyVec4Wgsl } from "./group_norm_apply.wgsl.ts";
+import { COMMON_FLAVOURS, type Flavour, flavourName, FLAVOURS, flavourSpec } from "./_precision.ts";
 
 /** Threads per workgroup of both variants: the WGSL override `WG`. */
 export const GROUP_NORM_APPLY_WORKGROUP_SIZE = 256;
@@ -64,27 +66,43 @@ const BINDINGS = [
   { name: "y", type: "storage" },
 ] as const;
 
+function specs(flavour: Flavour): Record<GroupNormApplyVariant, KernelSpec> {
+  const vec4 = flavourName("group_norm_apply_vec4", flavour);
+  const scalar = flavourName("group_norm_apply_scalar", flavour);
+  return {
+    vec4: {
+      name: vec4,
+      wgsl: groupNormApplyVec4Wgsl(vec4, FLAVOURS[flavour]),
+      bindings: BINDINGS,
+      overrides: { WG: GROUP_NORM_APPLY_WORKGROUP_SIZE, PIX: GROUP_NORM_APPLY_PIXELS_PER_THREAD },
+    },
+    scalar: {
+      name: scalar,
+      wgsl: groupNormApplyScalarWgsl(scalar, FLAVOURS[flavour]),
+      bindings: BINDINGS,
+      overrides: { WG: GROUP_NORM_APPLY_WORKGROUP_SIZE },
+    },
+  };
+}
+
+/** Both variants of each flavour (f32, f16). */
+export const GROUP_NORM_APPLY_FLAVOURS: Readonly<
+  Partial<Record<Flavour, Readonly<Record<GroupNormApplyVariant, KernelSpec>>>>
+> = Object.fromEntries(COMMON_FLAVOURS.map((f) => [f, specs(f)]));
+
+/** Every f32 variant by name, for tests and benchmarks. */
+export const GROUP_NORM_APPLY_SPECS: Readonly<Record<GroupNormApplyVariant, KernelSpec>> =
+  GROUP_NORM_APPLY_FLAVOURS.f32!;
+
 /** vec4 variant (C % 4 == 0). */
-export const groupNormApplySpec: KernelSpec = {
-  name: "group_norm_apply_vec4",
-  wgsl: GROUP_NORM_APPLY_VEC4_WGSL,
-  bindings: BINDINGS,
-  overrides: { WG: GROUP_NORM_APPLY_WORKGROUP_SIZE, PIX: GROUP_NORM_APPLY_PIXELS_PER_THREAD },
-};
+export const groupNormApplySpec: KernelSpec = GROUP_NORM_APPLY_SPECS.vec4;
 
 /** Scalar variant (any C). */
-export const groupNormApplyScalarSpec: KernelSpec = {
-  name: "group_norm_apply_scalar",
-  wgsl: GROUP_NORM_APPLY_SCALAR_WGSL,
-  bindings: BINDINGS,
-  overrides: { WG: GROUP_NORM_APPLY_WORKGROUP_SIZE },
-};
+export const groupNormApplyScalarSpec: KernelSpec = GROUP_NORM_APPLY_SPECS.scalar;
 
-/** Every variant by name, for tests and benchmarks. */
-export const GROUP_NORM_APPLY_SPECS: Readonly<Record<GroupNormApplyVariant, KernelSpec>> = {
-  vec4: groupNormApplySpec,
-  scalar: groupNormApplyScalarSpec,
-};
+/** Every variant in every flavour, for the registry. */
+export const groupNormApplyAllVariants: readonly KernelSpec[] = Object.values(GROUP_NORM_APPLY_FLAVOURS)
+  .flatMap((v) => Object.values(v!));
 
 /**
  * The variant a shape runs by default: vec4 when C % 4 == 0, else scalar.
@@ -100,7 +118,8 @@ export function groupNormApplyVariant(
 
 /**
  * Validates a shape and returns the dispatch and uniforms of the variant
- * {@linkcode groupNormApplyVariant} picks; bind that variant's spec, `GROUP_NORM_APPLY_SPECS[variant]`.
+ * {@linkcode groupNormApplyVariant} picks; bind that variant's spec, `GROUP_NORM_APPLY_SPECS[variant]` (or
+ * its f16 flavour, which takes the same launch).
  *
  * @param shape Activation shape, groups, ReLU flag and optional variant.
  * @param limits The device's limits.
@@ -149,8 +168,9 @@ export function groupNormApplyLaunch(
 
 /**
  * The `group_norm` op (statistics then apply): x NHWC [N,H,W,C] → y of the same shape; attrs `groups`,
- * `eps`, `relu` (false); weights `gamma`, `beta` (f32 [C]). Lowers to the two statistics steps of
- * `group_norm_stats.ts` (with a node-private partials scratch and the [N,G,2] stats) and one apply step.
+ * `eps`, `relu` (false); weights `gamma`, `beta` ([C]). Lowers to the two statistics steps of
+ * `group_norm_stats.ts` (with a node-private partials scratch and the [N,G,2] stats, both f32) and one apply
+ * step, in the node's flavour (f32 or f16).
  */
 export const groupNormLowering: OpLowering = {
   op: "group_norm",
@@ -171,8 +191,9 @@ export const groupNormLowering: OpLowering = {
     const node = ctx.node;
     const [n, h, w, c] = ctx.shape(node.inputs[0]);
     const groups = numberAttr(node, "groups");
+    const apply = flavourSpec(ctx, GROUP_NORM_APPLY_FLAVOURS);
     const stats = groupNormStatsSteps(
-      { n, hw: h * w, c, groups, eps: numberAttr(node, "eps") },
+      { n, hw: h * w, c, groups, eps: numberAttr(node, "eps"), dtype: ctx.dtype(node.inputs[0]) },
       ctx.device.limits,
     );
     const names: Record<string, string> = {
@@ -183,7 +204,7 @@ export const groupNormLowering: OpLowering = {
     for (const s of stats.steps) ctx.step(s.spec, s.launch, s.buffers.map((b) => names[b]));
     const shape = { n, hw: h * w, c, groups, relu: flagAttr(node, "relu") };
     ctx.step(
-      GROUP_NORM_APPLY_SPECS[groupNormApplyVariant(shape)],
+      apply[groupNormApplyVariant(shape)],
       groupNormApplyLaunch(shape, ctx.device.limits),
       [node.inputs[0], names.stats, ctx.weight("gamma"), ctx.weight("beta"), node.output],
     );

@@ -1,19 +1,31 @@
 /**
- * WGSL of the group_norm_apply variants. This module is browser compatible.
+ * WGSL of the group_norm_apply variants, each generated for a storage flavour (`kernels/_precision.ts`):
+ * x (input), gamma and beta (weights), y (output) f32 or f16; the statistics f32 always.
+ *
+ * This module is browser compatible.
  * @module
  */
+import { FLAVOURS, storageNote, type StorageTypes, wgslEnable, wgslStorage } from "./_precision.ts";
 
-/** vec4 variant: one thread per 4 consecutive channels and PIX consecutive pixels, C % 4 == 0. */
-export const GROUP_NORM_APPLY_VEC4_WGSL = /* wgsl */ `
-// group_norm_apply_vec4: y = (x - mean[n,g]) * rstd[n,g] * gamma[c] + beta[c], then ReLU when relu != 0
-// x, y: f32 NHWC [N,H*W,C], C % 4 == 0, C % G == 0 · stats: f32 [N,G,2] (mean, rstd) · gamma, beta: f32 [C]
+/**
+ * vec4 variant: one thread per 4 consecutive channels and PIX consecutive pixels, C % 4 == 0.
+ *
+ * @param name Variant name for the header.
+ * @param t Storage types.
+ */
+export function groupNormApplyVec4Wgsl(name: string, t: StorageTypes): string {
+  const X = wgslStorage(t.input), W = wgslStorage(t.weights), Y = wgslStorage(t.output);
+  return /* wgsl */ `
+// ${name}: y = (x - mean[n,g]) * rstd[n,g] * gamma[c] + beta[c], then ReLU when relu != 0
+// x: ${X.scalar}, y: ${Y.scalar} NHWC [N,H*W,C], C % 4 == 0, C % G == 0 · stats: f32 [N,G,2] (mean, rstd) ·
+//   gamma, beta: ${W.scalar} [C]
 // bindings: 0 x r · 1 stats r · 2 gamma r · 3 beta r · 4 y rw · 5 uniforms {n,hw,c,groups,relu: u32}
 // overrides: WG (workgroup size), PIX (pixels per thread) · dispatch: ceil(N*ceil(H*W/PIX)*C/4 / WG)
 //   workgroups folded over x and y, tail guarded; thread t = ((n*ceil(HW/PIX) + chunk)*C/4 + q) loads the
 //   statistics, gamma and beta of channels 4q..4q+3 once, then walks PIX pixels (consecutive threads on
 //   consecutive vec4s); a vec4 may span groups (C/G of 1 or 2), so each component looks its group up
-// numerics: f32, (x - mean) * (rstd * gamma) + beta
-
+// numerics: f32${storageNote(t.input, t.weights, t.output)}, (x - mean) * (rstd * gamma) + beta
+${wgslEnable(t.input, t.weights, t.output)}
 override WG: u32 = 256u;
 override PIX: u32 = 16u;
 
@@ -25,11 +37,11 @@ struct Uniforms {
   relu: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<vec4f>;
+@group(0) @binding(0) var<storage, read> x: array<${X.vec4}>;
 @group(0) @binding(1) var<storage, read> stats: array<vec2f>;
-@group(0) @binding(2) var<storage, read> gamma: array<vec4f>;
-@group(0) @binding(3) var<storage, read> beta: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> y: array<vec4f>;
+@group(0) @binding(2) var<storage, read> gamma: array<${W.vec4}>;
+@group(0) @binding(3) var<storage, read> beta: array<${W.vec4}>;
+@group(0) @binding(4) var<storage, read_write> y: array<${Y.vec4}>;
 @group(0) @binding(5) var<uniform> u: Uniforms;
 
 @compute @workgroup_size(WG)
@@ -55,27 +67,42 @@ fn main(
   let s2 = stats[first + g.z];
   let s3 = stats[first + g.w];
   let mean = vec4f(s0.x, s1.x, s2.x, s3.x);
-  let scale = vec4f(s0.y, s1.y, s2.y, s3.y) * gamma[q];
-  let shift = beta[q];
+  let scale = vec4f(s0.y, s1.y, s2.y, s3.y) * ${W.load("gamma[q]", 4)};
+  let shift = ${W.load("beta[q]", 4)};
   let end = min(p0 + PIX, u.hw);
   for (var i = (img * u.hw + p0) * c4 + q; i < (img * u.hw + end) * c4; i += c4) {
-    var v = (x[i] - mean) * scale + shift;
+    var v = (${X.load("x[i]", 4)} - mean) * scale + shift;
     if (u.relu != 0u) {
       v = max(v, vec4f(0.0));
     }
-    y[i] = v;
+    y[i] = ${Y.store("v", 4)};
   }
 }
 `;
+}
 
-/** Scalar variant: one thread per element, any C. */
-export const GROUP_NORM_APPLY_SCALAR_WGSL = /* wgsl */ `
-// group_norm_apply_scalar: y = (x - mean[n,g]) * rstd[n,g] * gamma[c] + beta[c], then ReLU when relu != 0
-// x, y: f32 NHWC [N,H*W,C], C % G == 0 · stats: f32 [N,G,2] (mean, rstd) · gamma, beta: f32 [C]
+/** The f32 vec4 variant's source. */
+export const GROUP_NORM_APPLY_VEC4_WGSL: string = groupNormApplyVec4Wgsl(
+  "group_norm_apply_vec4",
+  FLAVOURS.f32,
+);
+
+/**
+ * Scalar variant: one thread per element, any C.
+ *
+ * @param name Variant name for the header.
+ * @param t Storage types.
+ */
+export function groupNormApplyScalarWgsl(name: string, t: StorageTypes): string {
+  const X = wgslStorage(t.input), W = wgslStorage(t.weights), Y = wgslStorage(t.output);
+  return /* wgsl */ `
+// ${name}: y = (x - mean[n,g]) * rstd[n,g] * gamma[c] + beta[c], then ReLU when relu != 0
+// x: ${X.scalar}, y: ${Y.scalar} NHWC [N,H*W,C], C % G == 0 · stats: f32 [N,G,2] (mean, rstd) ·
+//   gamma, beta: ${W.scalar} [C]
 // bindings: 0 x r · 1 stats r · 2 gamma r · 3 beta r · 4 y rw · 5 uniforms {n,hw,c,groups,relu: u32}
 // overrides: WG (workgroup size) · dispatch: ceil(N*H*W*C / WG) workgroups folded over x and y, tail guarded
-// numerics: f32, (x - mean) * (rstd * gamma) + beta
-
+// numerics: f32${storageNote(t.input, t.weights, t.output)}, (x - mean) * (rstd * gamma) + beta
+${wgslEnable(t.input, t.weights, t.output)}
 override WG: u32 = 256u;
 
 struct Uniforms {
@@ -86,11 +113,11 @@ struct Uniforms {
   relu: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${X.scalar}>;
 @group(0) @binding(1) var<storage, read> stats: array<vec2f>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<${W.scalar}>;
+@group(0) @binding(3) var<storage, read> beta: array<${W.scalar}>;
+@group(0) @binding(4) var<storage, read_write> y: array<${Y.scalar}>;
 @group(0) @binding(5) var<uniform> u: Uniforms;
 
 @compute @workgroup_size(WG)
@@ -105,10 +132,17 @@ fn main(
   }
   let ch = i % u.c;
   let s = stats[(i / (u.hw * u.c)) * u.groups + ch / (u.c / u.groups)];
-  var v = (x[i] - s.x) * (s.y * gamma[ch]) + beta[ch];
+  var v = (${X.load("x[i]")} - s.x) * (s.y * ${W.load("gamma[ch]")}) + ${W.load("beta[ch]")};
   if (u.relu != 0u) {
     v = max(v, 0.0);
   }
-  y[i] = v;
+  y[i] = ${Y.store("v")};
 }
 `;
+}
+
+/** The f32 scalar variant's source. */
+export const GROUP_NORM_APPLY_SCALAR_WGSL: string = groupNormApplyScalarWgsl(
+  "group_norm_apply_scalar",
+  FLAVOURS.f32,
+);

@@ -4,45 +4,47 @@ import { assertClose } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
 import type { LaunchLimits } from "../engine/kernel.ts";
 import { runKernelOnce } from "./_harness.ts";
+import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
+import { type Flavour, FLAVOURS } from "./_precision.ts";
 import {
-  GROUP_NORM_APPLY_SPECS,
+  GROUP_NORM_APPLY_FLAVOURS,
   groupNormApplyLaunch,
   type GroupNormApplyShape,
   groupNormApplyVariant,
 } from "./group_norm_apply.ts";
 import { groupNormApplyRef } from "./group_norm_apply_ref.ts";
 
-async function check(device: GPUDevice, shape: GroupNormApplyShape, seed: number, limits?: LaunchLimits) {
+/** Runs the shape's variant in `flavour` on random data (held exactly by each binding's dtype). */
+async function check(
+  device: GPUDevice,
+  shape: GroupNormApplyShape,
+  seed: number,
+  limits?: LaunchLimits,
+  flavour: Flavour = "f32",
+) {
   const { n, hw, c, groups } = shape;
-  const f32 = (a: Float64Array) => Float32Array.from(a);
-  const x = f32(randomFloats(n * hw * c, seed, -2, 2));
-  const stats = f32(randomFloats(n * groups * 2, seed + 1, 0.5, 2)).map((v, i) => i % 2 === 0 ? v - 1.25 : v);
-  const gamma = f32(randomFloats(c, seed + 2, 0.75, 1.25));
-  const beta = f32(randomFloats(c, seed + 3, -0.25, 0.25));
-  const spec = GROUP_NORM_APPLY_SPECS[groupNormApplyVariant(shape)];
-  const [y] = await runKernelOnce(device, spec, groupNormApplyLaunch(shape, limits), [
-    x,
-    stats,
-    gamma,
-    beta,
-    { bytes: x.byteLength },
-  ]);
-  const want = groupNormApplyRef(
-    ...([x, stats, gamma, beta].map((a) => Float64Array.from(a)) as [
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-    ]),
-    shape,
+  const t = FLAVOURS[flavour];
+  const x = roundTo(randomFloats(n * hw * c, seed, -2, 2), t.input);
+  // Statistics are f32 in every flavour.
+  const stats = roundTo(randomFloats(n * groups * 2, seed + 1, 0.5, 2), "f32").map((v, i) =>
+    i % 2 === 0 ? v - 1.25 : v
   );
-  assertClose(new Float32Array(y), want, {
-    abs: 1e-6,
-    rel: 1e-6,
-    shape: [n, hw, c],
-    what: `${spec.name} ${JSON.stringify(shape)}`,
-  });
-  if (shape.relu) assert.ok(new Float32Array(y).every((v) => v >= 0));
+  const gamma = roundTo(randomFloats(c, seed + 2, 0.75, 1.25), t.weights);
+  const beta = roundTo(randomFloats(c, seed + 3, -0.25, 0.25), t.weights);
+  const spec = GROUP_NORM_APPLY_FLAVOURS[flavour]![groupNormApplyVariant(shape)];
+  const [bytes] = await runKernelOnce(device, spec, groupNormApplyLaunch(shape, limits), [
+    stored(x, t.input),
+    Float32Array.from(stats),
+    stored(gamma, t.weights),
+    stored(beta, t.weights),
+    { bytes: stored(x, t.output).byteLength },
+  ]);
+  const y = loaded(bytes, t.output, x.length);
+  const want = groupNormApplyRef(x, stats, gamma, beta, shape);
+  // f32: 1e-6; an f16 y adds one f16 store (f16Tolerance).
+  const tol = t.output === "f16" ? f16Tolerance({ abs: 1e-6, rel: 1e-6 }) : { abs: 1e-6, rel: 1e-6 };
+  assertClose(y, want, { ...tol, shape: [n, hw, c], what: `${spec.name} ${JSON.stringify(shape)}` });
+  if (shape.relu) assert.ok(y.every((v) => v >= 0));
 }
 
 Deno.test("groupNormApplyLaunch() picks vec4 when C % 4 == 0 and packs uniforms", () => {
@@ -117,3 +119,20 @@ gpuTest("groupNormApply() matches reference on a folded dispatch with a tail", a
   await check(gpu.device, { n: 3, hw: 37, c: 192, groups: 32, relu: true }, 80, limits);
   await check(gpu.device, { n: 3, hw: 37, c: 30, groups: 10, relu: false }, 90, limits);
 });
+
+f16GpuTest("groupNormApply() f16 flavours match reference on the f32 tests' shapes", async (gpu) => {
+  const limits = { maxComputeWorkgroupsPerDimension: 4 };
+  const shapes: [GroupNormApplyShape, number, LaunchLimits?][] = [
+    [{ n: 1, hw: 7 * 9, c: 32, groups: 32, relu: true }, 10],
+    [{ n: 3, hw: 5 * 3, c: 64, groups: 32, relu: false }, 20],
+    [{ n: 3, hw: 11, c: 12, groups: 4, relu: true }, 30],
+    [{ n: 1, hw: 9 * 7, c: 192, groups: 32, relu: false }, 40],
+    [{ n: 1, hw: 7 * 9, c: 30, groups: 15, relu: true }, 50],
+    [{ n: 3, hw: 5 * 5, c: 6, groups: 3, relu: false }, 60],
+    [{ n: 1, hw: 7, c: 15, groups: 5, relu: false }, 65], // 105 values: an odd count of f16, padded
+    [{ n: 3, hw: 13, c: 64, groups: 32, relu: true, variant: "scalar" }, 70],
+    [{ n: 3, hw: 37, c: 192, groups: 32, relu: true }, 80, limits],
+    [{ n: 3, hw: 37, c: 30, groups: 10, relu: false }, 90, limits],
+  ];
+  for (const [shape, seed, l] of shapes) await check(gpu.device, shape, seed, l, "f16");
+}, Object.values(GROUP_NORM_APPLY_FLAVOURS.f16!));

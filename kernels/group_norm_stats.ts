@@ -12,8 +12,11 @@
  * ```
  * partials: bindings 0 x r · 1 partials rw · 2 uniforms {n,hw,c,rows,chunks: u32}
  * stats:    bindings 0 partials r · 1 stats rw · 2 uniforms {n,hw,c,groups,rows,chunks: u32; eps: f32}
- * x: f32 NHWC [N,H*W,C] · partials (scratch): f32 [N,chunks,C,2] · stats: f32 [N,G,2] (mean, rstd)
+ * x: f32 or f16 NHWC [N,H*W,C] · partials (scratch): f32 [N,chunks,C,2] · stats: f32 [N,G,2] (mean, rstd)
  * ```
+ *
+ * Step 1 has an f16 flavour, `group_norm_partials_f16`, for f16 x; the statistics are f32 in every plan, so
+ * step 2 has one flavour.
  *
  * The planner runs {@linkcode groupNormStatsSteps} in order, with a scratch buffer of `partialsBytes`.
  *
@@ -28,7 +31,9 @@ import {
   type LaunchLimits,
   packUniforms,
 } from "../engine/kernel.ts";
-import { GROUP_NORM_PARTIALS_WGSL, GROUP_NORM_STATS_WGSL } from "./group_norm_stats.wgsl.ts";
+import type { Dtype } from "../engine/precision.ts";
+import { GROUP_NORM_STATS_WGSL, groupNormPartialsWgsl } from "./group_norm_stats.wgsl.ts";
+import { flavourName } from "./_precision.ts";
 
 /** Threads per workgroup of `group_norm_partials`: the WGSL override `WG`. */
 export const GROUP_NORM_PARTIALS_WORKGROUP_SIZE = 256;
@@ -56,18 +61,31 @@ export interface GroupNormStatsShape {
   readonly eps: number;
   /** Pixels per chunk of step 1 (default {@linkcode GROUP_NORM_DEFAULT_ROWS}). */
   readonly rows?: number;
+  /** Storage dtype of x (default f32): which flavour of step 1 runs. */
+  readonly dtype?: Dtype;
 }
 
-/** Step 1: chunk partials. */
-export const groupNormPartialsSpec: KernelSpec = {
-  name: "group_norm_partials",
-  wgsl: GROUP_NORM_PARTIALS_WGSL,
-  bindings: [
-    { name: "x", type: "read-only-storage" },
-    { name: "partials", type: "storage" },
-  ],
-  overrides: { WG: GROUP_NORM_PARTIALS_WORKGROUP_SIZE },
+function partialsSpec(dtype: Dtype): KernelSpec {
+  const name = flavourName("group_norm_partials", dtype);
+  return {
+    name,
+    wgsl: groupNormPartialsWgsl(name, dtype),
+    bindings: [
+      { name: "x", type: "read-only-storage" },
+      { name: "partials", type: "storage" },
+    ],
+    overrides: { WG: GROUP_NORM_PARTIALS_WORKGROUP_SIZE },
+  };
+}
+
+/** Step 1 by the storage dtype of x: `group_norm_partials`, `group_norm_partials_f16`. */
+export const GROUP_NORM_PARTIALS_SPECS: Readonly<Record<Dtype, KernelSpec>> = {
+  f32: partialsSpec("f32"),
+  f16: partialsSpec("f16"),
 };
+
+/** Step 1: chunk partials (f32 x). */
+export const groupNormPartialsSpec: KernelSpec = GROUP_NORM_PARTIALS_SPECS.f32;
 
 /** Step 2: per-group merge into (mean, rstd). */
 export const groupNormStatsSpec: KernelSpec = {
@@ -178,7 +196,7 @@ export interface KernelStep {
 /**
  * The sequence that computes GroupNorm statistics, for the planner to record in order.
  *
- * Buffers: `x` (input, f32 NHWC), `partials` (scratch of `partialsBytes`, no initial contents needed,
+ * Buffers: `x` (input, NHWC in `shape.dtype`), `partials` (scratch of `partialsBytes`, no initial contents needed,
  * free after step 2), `stats` (output, f32 [N,G,2] = `statsBytes`).
  *
  * @param shape Activation shape, groups and eps.
@@ -198,7 +216,7 @@ export function groupNormStatsSteps(
   return {
     steps: [
       {
-        spec: groupNormPartialsSpec,
+        spec: GROUP_NORM_PARTIALS_SPECS[shape.dtype ?? "f32"],
         launch: groupNormPartialsLaunch(shape, limits),
         buffers: ["x", "partials"],
       },

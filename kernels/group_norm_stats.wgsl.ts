@@ -1,19 +1,30 @@
 /**
- * WGSL of the two steps of group_norm_stats: per-chunk partials, then the per-group merge. This module is
- * browser compatible.
+ * WGSL of the two steps of group_norm_stats: per-chunk partials, then the per-group merge. The partials step
+ * is generated per storage dtype of x (`kernels/_precision.ts`); partials and statistics are f32 always.
+ *
+ * This module is browser compatible.
  * @module
  */
+import type { Dtype } from "../engine/precision.ts";
+import { storageNote, wgslEnable, wgslStorage } from "./_precision.ts";
 
-/** Step 1: mean and M2 of each channel over a chunk of `rows` consecutive pixels. */
-export const GROUP_NORM_PARTIALS_WGSL = /* wgsl */ `
-// group_norm_partials: for each (n, chunk k, channel c), over pixels p in [k*rows, min((k+1)*rows, HW)):
+/**
+ * Step 1: mean and M2 of each channel over a chunk of `rows` consecutive pixels.
+ *
+ * @param name Variant name for the header.
+ * @param dtype Storage dtype of x.
+ */
+export function groupNormPartialsWgsl(name: string, dtype: Dtype): string {
+  const X = wgslStorage(dtype);
+  return /* wgsl */ `
+// ${name}: for each (n, chunk k, channel c), over pixels p in [k*rows, min((k+1)*rows, HW)):
 //   mean = sum(x) / count, m2 = sum((x - mean)^2)
-// x: f32 NHWC [N,H*W,C] · partials: f32 [N,chunks,C,2] (mean, m2); chunks = ceil(HW / rows)
+// x: ${X.scalar} NHWC [N,H*W,C] · partials: f32 [N,chunks,C,2] (mean, m2); chunks = ceil(HW / rows)
 // bindings: 0 x r · 1 partials rw · 2 uniforms {n,hw,c,rows,chunks: u32}
 // overrides: WG (workgroup size) · dispatch: ceil(N*chunks*C / WG) workgroups folded over x and y, one
 //   thread per (n, k, c), consecutive threads on consecutive channels; tail guarded
-// numerics: f32, two passes over the chunk (the second re-reads from cache)
-
+// numerics: f32${storageNote(dtype)}, two passes over the chunk (the second re-reads from cache)
+${wgslEnable(dtype)}
 override WG: u32 = 256u;
 
 struct Uniforms {
@@ -24,7 +35,7 @@ struct Uniforms {
   chunks: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${X.scalar}>;
 @group(0) @binding(1) var<storage, read_write> partials: array<vec2f>;
 @group(0) @binding(2) var<uniform> u: Uniforms;
 
@@ -47,17 +58,21 @@ fn main(
   let base = (img * u.hw + p0) * u.c + ch;
   var s = 0.0;
   for (var p = 0u; p < count; p++) {
-    s += x[base + p * u.c];
+    s += ${X.load("x[base + p * u.c]")};
   }
   let mean = s / f32(count);
   var m2 = 0.0;
   for (var p = 0u; p < count; p++) {
-    let d = x[base + p * u.c] - mean;
+    let d = ${X.load("x[base + p * u.c]")} - mean;
     m2 += d * d;
   }
   partials[t] = vec2f(mean, m2);
 }
 `;
+}
+
+/** Step 1 for f32 x. */
+export const GROUP_NORM_PARTIALS_WGSL: string = groupNormPartialsWgsl("group_norm_partials", "f32");
 
 /** Step 2: merges the partials of each (n, g) into mean and 1/sqrt(var + eps). */
 export const GROUP_NORM_STATS_WGSL = /* wgsl */ `

@@ -4,9 +4,10 @@ import { assertClose } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
 import type { LaunchLimits } from "../engine/kernel.ts";
 import { runKernelOnce } from "./_harness.ts";
+import { f16GpuTest, roundTo, stored } from "../tests/_f16.ts";
 import {
+  GROUP_NORM_PARTIALS_SPECS,
   groupNormPartialsLaunch,
-  groupNormPartialsSpec,
   groupNormStatsLaunch,
   type GroupNormStatsShape,
   groupNormStatsSpec,
@@ -14,20 +15,20 @@ import {
 } from "./group_norm_stats.ts";
 import { groupNormPartialsRef, groupNormStatsRef } from "./group_norm_stats_ref.ts";
 
-/** Runs both steps; returns the partials and the stats. */
+/** Runs both steps (step 1 in the flavour of `shape.dtype`); returns the partials and the stats. */
 async function runSteps(
   device: GPUDevice,
-  x: Float32Array,
+  x: Float64Array,
   shape: GroupNormStatsShape,
   limits?: LaunchLimits,
 ) {
   const { partialsBytes, statsBytes } = groupNormStatsSteps(shape, limits);
   const [partials] = await runKernelOnce(
     device,
-    groupNormPartialsSpec,
+    GROUP_NORM_PARTIALS_SPECS[shape.dtype ?? "f32"],
     groupNormPartialsLaunch(shape, limits),
     [
-      x,
+      stored(x, shape.dtype ?? "f32"),
       { bytes: partialsBytes },
     ],
   );
@@ -44,12 +45,12 @@ async function check(
   seed: number,
   options: { offset?: number; limits?: LaunchLimits } = {},
 ) {
-  const x = Float32Array.from(
-    randomFloats(shape.n * shape.hw * shape.c, seed, -1, 1),
-    (v) => v + (options.offset ?? 0),
+  // x as its storage dtype holds it: the reference sees what the kernel reads.
+  const x64 = roundTo(
+    randomFloats(shape.n * shape.hw * shape.c, seed, -1, 1).map((v) => v + (options.offset ?? 0)),
+    shape.dtype ?? "f32",
   );
-  const x64 = Float64Array.from(x);
-  const { partials, stats } = await runSteps(device, x, shape, options.limits);
+  const { partials, stats } = await runSteps(device, x64, shape, options.limits);
   const what = JSON.stringify(shape);
   assertClose(partials, groupNormPartialsRef(x64, shape), { abs: 1e-5, rel: 1e-5, what: `partials ${what}` });
   const want = groupNormStatsRef(x64, shape);
@@ -146,3 +147,23 @@ gpuTest("groupNormStats() stays accurate on a 301,056-element group with a large
   // would lose about 4 digits here.
   await check(gpu.device, { n: 1, hw: 112 * 112, c: 48, groups: 2, eps: 1e-5 }, 7, { offset: 3 });
 });
+
+// ---------- f16 flavour of step 1: f16 x, f32 partials and statistics ----------
+
+// The statistics stay f32 in an f16 plan, so the f32 tolerances hold: x is rounded to f16 before the
+// reference sees it, and everything after the load is the f32 flavour's arithmetic.
+f16GpuTest(
+  "groupNormStats() with group_norm_partials_f16 matches reference on the same shapes",
+  async (gpu) => {
+    const f16 = { eps: 1e-5, dtype: "f16" } as const;
+    await check(gpu.device, { n: 1, hw: 7 * 9, c: 32, groups: 32, rows: 8, ...f16 }, 1);
+    await check(gpu.device, { n: 3, hw: 5 * 7, c: 30, groups: 15, rows: 8, ...f16 }, 2);
+    await check(gpu.device, { n: 3, hw: 3 * 11, c: 96, groups: 32, ...f16 }, 3);
+    await check(gpu.device, { n: 1, hw: 1, c: 12, groups: 4, ...f16 }, 4); // one pixel: an odd count of f16
+    await check(gpu.device, { n: 3, hw: 5 * 7, c: 30, groups: 15, rows: 7, ...f16 }, 5, {
+      limits: { maxComputeWorkgroupsPerDimension: 8 },
+    });
+    await check(gpu.device, { n: 1, hw: 112 * 112, c: 48, groups: 2, ...f16 }, 7, { offset: 3 });
+  },
+  [GROUP_NORM_PARTIALS_SPECS.f16],
+);

@@ -9,6 +9,7 @@
  * bindings: 0 x r · 1 gamma r · 2 beta r · 3 y rw · 4 uniforms {rows,d: u32; eps: f32}
  * overrides: WG (workgroup size, a power of two) · dispatch: R workgroups, folded over x,y (foldWorkgroups)
  * numerics: f32; two passes (mean, then squared deviations), each a per-thread strided sum then a tree
+ * flavours: f32, f16 (x, gamma, beta, y f16) and f16to32 (y f32: a ViT embedding in an f16 plan)
  * ```
  *
  * One workgroup per row: a ViT row is 192 to 768 features, so each of the 64 threads sums at most 12
@@ -28,7 +29,8 @@ import {
 import { expectInputs, numberAttr } from "../engine/graph.ts";
 import type { OpLowering } from "../engine/lowering.ts";
 import { checkedWeight, leadingRows, nodeError } from "./_lowering.ts";
-import { LAYER_NORM_WGSL } from "./layer_norm.wgsl.ts";
+import { layerNormWgsl } from "./layer_norm.wgsl.ts";
+import { type Flavour, flavourName, FLAVOURS, flavourSpec } from "./_precision.ts";
 
 /** Threads per workgroup (a power of two, for the tree): the WGSL override `WG`. */
 export const LAYER_NORM_WORKGROUP_SIZE = 64;
@@ -43,18 +45,26 @@ export interface LayerNormShape {
   readonly eps: number;
 }
 
-/** The kernel: one workgroup per row. */
-export const layerNormSpec: KernelSpec = {
-  name: "layer_norm",
-  wgsl: LAYER_NORM_WGSL,
-  bindings: [
-    { name: "x", type: "read-only-storage" },
-    { name: "gamma", type: "read-only-storage" },
-    { name: "beta", type: "read-only-storage" },
-    { name: "y", type: "storage" },
-  ],
-  overrides: { WG: LAYER_NORM_WORKGROUP_SIZE },
-};
+/** The kernel in each flavour (f32, f16, f16to32): one workgroup per row. */
+export const LAYER_NORM_FLAVOURS: Readonly<Partial<Record<Flavour, KernelSpec>>> = Object.fromEntries(
+  (["f32", "f16", "f16to32"] as const).map((f) => {
+    const name = flavourName("layer_norm", f);
+    return [f, {
+      name,
+      wgsl: layerNormWgsl(name, FLAVOURS[f]),
+      bindings: [
+        { name: "x", type: "read-only-storage" },
+        { name: "gamma", type: "read-only-storage" },
+        { name: "beta", type: "read-only-storage" },
+        { name: "y", type: "storage" },
+      ],
+      overrides: { WG: LAYER_NORM_WORKGROUP_SIZE },
+    }];
+  }),
+);
+
+/** The f32 kernel: one workgroup per row. */
+export const layerNormSpec: KernelSpec = LAYER_NORM_FLAVOURS.f32!;
 
 /**
  * Validates a shape and returns the dispatch and uniforms of {@linkcode layerNormSpec}.
@@ -101,8 +111,9 @@ export function layerNormLaunch(
 /**
  * The lowering entry of op `layer_norm`.
  *
- * Contract: inputs `[x]`, f32 [..., D] (tokens [N, T, D], or gathered class tokens [N, k, D]); output the
- * same shape. Weights by role: `gamma` f32 [D] (timm `norm.weight`), `beta` f32 [D] (`norm.bias`).
+ * Contract: inputs `[x]`, [..., D] (tokens [N, T, D], or gathered class tokens [N, k, D]); output the
+ * same shape; f32, f16, or f16 in and f32 out (the flavour). Weights by role: `gamma` [D] (timm
+ * `norm.weight`), `beta` [D] (`norm.bias`).
  * Attributes: `eps` (required; 1e-6 for the ViTs). FLOPs: 8 per element (sum, deviation, square-add,
  * normalise, scale-shift, counted loosely).
  */
@@ -124,7 +135,7 @@ export const layerNormLowering: OpLowering = {
     const shape = { rows: leadingRows(input), d: input[input.length - 1], eps: numberAttr(node, "eps") };
     const gamma = checkedWeight(ctx, "gamma", shape.d, `[${shape.d}]`);
     const beta = checkedWeight(ctx, "beta", shape.d, `[${shape.d}]`);
-    ctx.step(layerNormSpec, layerNormLaunch(shape, ctx.device.limits), [
+    ctx.step(flavourSpec(ctx, LAYER_NORM_FLAVOURS), layerNormLaunch(shape, ctx.device.limits), [
       node.inputs[0],
       gamma,
       beta,

@@ -1,22 +1,32 @@
 /**
- * WGSL of layer_norm; `layer_norm.ts` is the wrapper that launches it.
+ * WGSL of layer_norm; `layer_norm.ts` is the wrapper that launches it. Generated per storage flavour
+ * (`kernels/_precision.ts`); the statistics are f32 in every flavour.
  *
  * This module is browser compatible.
  * @module
  */
+import { FLAVOURS, storageNote, type StorageTypes, wgslEnable, wgslStorage } from "./_precision.ts";
 
-/** One workgroup per row: two-level sums (strided per thread, then a tree) for the mean and the variance. */
-export const LAYER_NORM_WGSL = /* wgsl */ `
-// layer_norm: for each row r of x (a token), over its D features:
+/**
+ * One workgroup per row: two-level sums (strided per thread, then a tree) for the mean and the variance.
+ *
+ * @param name Variant name for the header.
+ * @param t Storage types: x (input), gamma and beta (weights), y (output).
+ */
+export function layerNormWgsl(name: string, t: StorageTypes): string {
+  const X = wgslStorage(t.input), W = wgslStorage(t.weights), Y = wgslStorage(t.output);
+  return /* wgsl */ `
+// ${name}: for each row r of x (a token), over its D features:
 //   mean = sum(x[r,:]) / D, var = sum((x[r,:] - mean)^2) / D (biased; two passes, never E[x^2] - E[x]^2)
 //   y[r,i] = (x[r,i] - mean) * (1 / sqrt(var + eps)) * gamma[i] + beta[i]
-// x, y: f32 [R,D] (R = N*T rows) · gamma, beta: f32 [D]
+// x: ${X.scalar}, y: ${Y.scalar} [R,D] (R = N*T rows) · gamma, beta: ${W.scalar} [D]
 // bindings: 0 x r · 1 gamma r · 2 beta r · 3 y rw · 4 uniforms {rows,d: u32; eps: f32}
 // overrides: WG (workgroup size, a power of two) · dispatch: R workgroups folded over x,y; row = wid.y *
 //   nwg.x + wid.x, workgroups past R return (a workgroup-uniform test, so the barriers stay valid)
-// numerics: f32; each thread sums features lid, lid + WG, ... (at most ceil(D / WG) terms), then a tree over
-//   the WG partials in workgroup memory; the deviations are summed only after the mean is known
-
+// numerics: f32${storageNote(t.input, t.weights, t.output)}; each thread sums features lid, lid + WG, ...
+//   (at most ceil(D / WG) terms), then a tree over the WG partials in workgroup memory; the deviations are
+//   summed only after the mean is known
+${wgslEnable(t.input, t.weights, t.output)}
 override WG: u32 = 64u;
 
 struct Uniforms {
@@ -25,10 +35,10 @@ struct Uniforms {
   eps: f32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> gamma: array<f32>;
-@group(0) @binding(2) var<storage, read> beta: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${X.scalar}>;
+@group(0) @binding(1) var<storage, read> gamma: array<${W.scalar}>;
+@group(0) @binding(2) var<storage, read> beta: array<${W.scalar}>;
+@group(0) @binding(3) var<storage, read_write> y: array<${Y.scalar}>;
 @group(0) @binding(4) var<uniform> u: Uniforms;
 
 var<workgroup> partial: array<f32, WG>;
@@ -61,17 +71,23 @@ fn main(
   let base = row * u.d;
   var s = 0.0;
   for (var i = lid; i < u.d; i += WG) {
-    s += x[base + i];
+    s += ${X.load("x[base + i]")};
   }
   let mean = workgroup_sum(lid, s) / f32(u.d);
   var m2 = 0.0;
   for (var i = lid; i < u.d; i += WG) {
-    let dev = x[base + i] - mean;
+    let dev = ${X.load("x[base + i]")} - mean;
     m2 = fma(dev, dev, m2);
   }
   let rstd = 1.0 / sqrt(workgroup_sum(lid, m2) / f32(u.d) + u.eps);
   for (var i = lid; i < u.d; i += WG) {
-    y[base + i] = fma((x[base + i] - mean) * rstd, gamma[i], beta[i]);
+    y[base + i] = ${
+    Y.store(`fma((${X.load("x[base + i]")} - mean) * rstd, ${W.load("gamma[i]")}, ${W.load("beta[i]")})`)
+  };
   }
 }
 `;
+}
+
+/** The f32 flavour's source. */
+export const LAYER_NORM_WGSL: string = layerNormWgsl("layer_norm", FLAVOURS.f32);

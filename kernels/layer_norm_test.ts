@@ -4,7 +4,10 @@ import { assertClose, relativeMaxError } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
+import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
+import { FLAVOURS } from "./_precision.ts";
 import {
+  LAYER_NORM_FLAVOURS,
   LAYER_NORM_WORKGROUP_SIZE,
   layerNormLaunch,
   layerNormLowering,
@@ -135,4 +138,75 @@ gpuTest("layerNorm() matches layerNormRef when D is odd or below the workgroup s
 gpuTest("layerNorm() stays accurate on rows whose mean is 100 times their spread", async ({ device }) => {
   // E[x^2] - E[x]^2 in f32 would lose about 4 digits of the variance here.
   await check(device, "D = 768, x = 200 + U(-2, 2)", { rows: 6, d: 768, eps: 1e-6 }, 8, 200);
+});
+
+// f16 flavours: x, gamma and beta f16 (the reference sees those values); mean, variance and the normalise in
+// f32 (the f32 tolerance above), then the store: one f16 rounding (f16), or none (f16to32, the embedding).
+for (const flavour of ["f16", "f16to32"] as const) {
+  const spec = LAYER_NORM_FLAVOURS[flavour]!;
+  f16GpuTest(
+    `layerNorm() ${flavour} flavour matches layerNormRef on ViT shapes, odd D and offset rows`,
+    async ({ device }) => {
+      const t = FLAVOURS[flavour];
+      const cases: [string, LayerNormShape, number][] = [
+        ["T = 17, D = 48", { rows: 17, d: 48, eps: 1e-6 }, 0],
+        ["N = 3, T = 197, D = 384", { rows: 3 * 197, d: 384, eps: 1e-6 }, 0],
+        ["N = 3, 4 gathered class tokens, D = 192", { rows: 12, d: 192, eps: 1e-6 }, 0],
+        ["D = 37", { rows: 5, d: 37, eps: 1e-5 }, 0],
+        ["D = 1000", { rows: 3, d: 1000, eps: 1e-6 }, 0],
+        ["D = 1", { rows: 4, d: 1, eps: 1e-6 }, 0],
+        ["D = 768, x = 200 + U(-2, 2)", { rows: 6, d: 768, eps: 1e-6 }, 200],
+      ];
+      for (const [i, [label, shape, offset]] of cases.entries()) {
+        const x = roundTo(randomFloats(shape.rows * shape.d, 40 + i, -2, 2).map((v) => v + offset), t.input);
+        const gamma = roundTo(randomFloats(shape.d, 50 + i, 0.5, 1.5), t.weights);
+        const beta = roundTo(randomFloats(shape.d, 60 + i, -0.25, 0.25), t.weights);
+        const want = layerNormRef(x, gamma, beta, shape);
+        const [out] = await runKernelOnce(device, spec, layerNormLaunch(shape, device.limits), [
+          stored(x, t.input),
+          stored(gamma, t.weights),
+          stored(beta, t.weights),
+          stored(new Float32Array(x.length).fill(NaN), t.output),
+        ]);
+        const got = loaded(out, t.output, x.length);
+        const f32 = tolerance(x, gamma, beta, shape);
+        const tol = t.output === "f16" ? f16Tolerance(f32) : f32;
+        console.log(
+          `${spec.name} ${label}: max |e|/max|ref| ${relativeMaxError(got, want).toExponential(2)}`,
+        );
+        assertClose(got, want, { ...tol, shape: [shape.rows, shape.d], what: `${spec.name} ${label}` });
+      }
+    },
+    [spec],
+  );
+}
+
+Deno.test("layerNormLowering picks f16 for f16 tokens and f16to32 for an f32 embedding", () => {
+  const node = testNode("layer_norm", {
+    name: "norm",
+    inputs: ["cls"],
+    weights: { gamma: "norm.weight", beta: "norm.bias" },
+    attrs: { eps: 1e-6 },
+  });
+  const weightBytes = { "norm.weight": 384 * 2, "norm.bias": 384 * 2 };
+  for (const [output, flavour] of [["f16", "f16"], ["f32", "f16to32"]] as const) {
+    const { ctx, steps } = recordingContext(node, {
+      shapes: { cls: [3, 4, 384] },
+      weightBytes,
+      dtypes: { cls: "f16", y: output },
+      weightDtype: "f16",
+    });
+    layerNormLowering.lower(ctx);
+    assert.equal(steps[0].spec, LAYER_NORM_FLAVOURS[flavour]);
+  }
+  const { ctx } = recordingContext(node, {
+    shapes: { cls: [3, 4, 384] },
+    weightBytes,
+    dtypes: { cls: "f32", y: "f16" },
+    weightDtype: "f16",
+  });
+  assert.throws(() => layerNormLowering.lower(ctx), {
+    name: "TypeError",
+    message: /expected a kernel flavour for f32 input and f16 output \(f32to16\), got only f32, f16, f16to32/,
+  });
 });

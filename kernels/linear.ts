@@ -31,6 +31,9 @@
  * - `linear_tiled`: 8 rows x 8 features per invocation, lanes along features, WG 64 (conv2d_tiled's tile).
  * - `linear_direct`: one output per invocation, any Din and Dout: the baseline.
  *
+ * Each in two storage flavours (`kernels/_precision.ts`): f32, and f16 (`linear_big_tile_f16`: x, w, b,
+ * res and y f16, f32 arithmetic and GELU); the lowering picks the node's.
+ *
  * This module is browser compatible.
  * @module
  */
@@ -58,10 +61,17 @@ import {
   LINEAR_BIG_TILE_ROWS,
   LINEAR_TILED_COLUMNS4,
   LINEAR_TILED_ROWS,
-  linearBigTileWgslSource,
-  linearDirectWgsl,
-  linearTiledWgslSource,
+  linearDirectSource,
+  linearTiledWgsl,
 } from "./linear.wgsl.ts";
+import {
+  COMMON_FLAVOURS,
+  type Flavour,
+  flavourName,
+  FLAVOURS,
+  flavourSpec,
+  type StorageTypes,
+} from "./_precision.ts";
 
 /** The epilogue's activation. */
 export type LinearActivation = "none" | "gelu";
@@ -108,38 +118,93 @@ const bindings = [
   { name: "y", type: "storage" },
 ] as const;
 
-/** Baseline: one output per invocation; any Din and Dout. */
-export const linearDirect: KernelSpec = {
-  name: "linear_direct",
-  wgsl: linearDirectWgsl,
-  bindings,
-  overrides: { WG: LINEAR_WORKGROUP_SIZE, CK: LINEAR_CHUNK },
-};
+/** How a variant splits the output: rows and features per invocation, feature alignment, GELU or not. */
+interface Tiling {
+  rows: number;
+  features: number;
+  align: number;
+  gelu: boolean;
+}
 
-/** Register-tiled: 8 rows x 8 output features per invocation; Din % 4 == 0, Dout % 4 == 0. */
-export const linearTiled: KernelSpec = {
-  name: "linear_tiled",
-  wgsl: linearTiledWgslSource,
-  bindings,
-  overrides: { WG: LINEAR_WORKGROUP_SIZE, CK: LINEAR_CHUNK },
-};
+/**
+ * Each variant (by strategy name, most preferred first): its tiling, workgroup size and generator. The big
+ * tile's f16 flavour has no GELU: keeping its 128-vec4 tile exact for the GELU (an f16 y would round the
+ * pre-activation twice) took 10 to 15 s to compile on lavapipe, so GELU layers of f16 plans take
+ * `linear_tiled_f16`.
+ */
+const STRATEGIES: readonly {
+  name: string;
+  tiling: (t: StorageTypes) => Tiling;
+  wg: number;
+  wgsl: (name: string, t: StorageTypes) => string;
+}[] = [
+  {
+    name: "linear_big_tile",
+    tiling: (t) => ({
+      rows: LINEAR_BIG_TILE_TILE_ROWS,
+      features: LINEAR_BIG_TILE_TILE_FEATURES,
+      align: 4,
+      gelu: t.output === "f32",
+    }),
+    wg: LINEAR_BIG_TILE_WORKGROUP_SIZE,
+    wgsl: (name, t) =>
+      linearTiledWgsl(name, LINEAR_BIG_TILE_ROWS, LINEAR_BIG_TILE_COLUMNS4, t, t.output === "f32"),
+  },
+  {
+    name: "linear_tiled",
+    tiling: () => ({
+      rows: LINEAR_TILED_TILE_ROWS,
+      features: LINEAR_TILED_TILE_FEATURES,
+      align: 4,
+      gelu: true,
+    }),
+    wg: LINEAR_WORKGROUP_SIZE,
+    wgsl: (name, t) => linearTiledWgsl(name, LINEAR_TILED_ROWS, LINEAR_TILED_COLUMNS4, t),
+  },
+  {
+    name: "linear_direct",
+    tiling: () => ({ rows: 1, features: 1, align: 1, gelu: true }),
+    wg: LINEAR_WORKGROUP_SIZE,
+    wgsl: linearDirectSource,
+  },
+];
+
+/** Tiling of every variant in every flavour, by spec name. */
+const tiling = new Map<string, Tiling>();
+
+/** Every variant of each flavour (f32, f16), most preferred first: big tile, tiled, direct. */
+export const linearFlavours: Readonly<Partial<Record<Flavour, readonly KernelSpec[]>>> = Object.fromEntries(
+  COMMON_FLAVOURS.map((f) => [
+    f,
+    STRATEGIES.map((v): KernelSpec => {
+      const name = flavourName(v.name, f);
+      tiling.set(name, v.tiling(FLAVOURS[f]));
+      return { name, wgsl: v.wgsl(name, FLAVOURS[f]), bindings, overrides: { WG: v.wg, CK: LINEAR_CHUNK } };
+    }),
+  ]),
+);
 
 /** Register-tiled: 16 rows x 32 output features per invocation; Din % 4 == 0, Dout % 4 == 0. */
-export const linearBigTile: KernelSpec = {
-  name: "linear_big_tile",
-  wgsl: linearBigTileWgslSource,
-  bindings,
-  overrides: { WG: LINEAR_BIG_TILE_WORKGROUP_SIZE, CK: LINEAR_CHUNK },
-};
+export const linearBigTile: KernelSpec = linearFlavours.f32![0];
+
+/** Register-tiled: 8 rows x 8 output features per invocation; Din % 4 == 0, Dout % 4 == 0. */
+export const linearTiled: KernelSpec = linearFlavours.f32![1];
+
+/** Baseline: one output per invocation; any Din and Dout. */
+export const linearDirect: KernelSpec = linearFlavours.f32![2];
 
 /**
- * The register-tiled variants, most preferred first on CPU rasterisers (tested in linear_test.ts); the block
- * variants are `linearBlockVariants` (linear_block.ts, tested in linear_block_test.ts).
+ * The register-tiled f32 variants, most preferred first on CPU rasterisers (tested in linear_test.ts, with
+ * their f16 flavours); the block variants are `linearBlockVariants` (linear_block.ts, tested in
+ * linear_block_test.ts, f32 only).
  */
-export const linearVariants: readonly KernelSpec[] = [linearBigTile, linearTiled, linearDirect];
+export const linearVariants: readonly KernelSpec[] = linearFlavours.f32!;
+
+/** Every register-tiled variant in every flavour, for the registry. */
+export const linearAllVariants: readonly KernelSpec[] = COMMON_FLAVOURS.flatMap((f) => linearFlavours[f]!);
 
 /**
- * The variants in the order the planner prefers them for `shape` on `device`: on CPU rasterisers
+ * The f32 variants in the order the planner prefers them for `shape` on `device`: on CPU rasterisers
  * (`cpuAdapter` true or unset) {@linkcode linearVariants} and the block variants last (chosen only when
  * forced: `gpuOnly`); on a GPU the block variants first (`linearBlockGpuOrder`), then linear_tiled (whose
  * register tile does not spill), linear_big_tile, linear_direct.
@@ -151,25 +216,19 @@ export function linearPreferred(shape: LinearShape, device?: LoweringDevice): re
 
 const CPU_PREFERRED: readonly KernelSpec[] = [...linearVariants, ...linearBlockVariants];
 
-/** How each variant splits the output: rows and features per invocation, and feature alignment. */
-const tiling: Record<string, { rows: number; features: number; align: number }> = {
-  linear_direct: { rows: 1, features: 1, align: 1 },
-  linear_tiled: { rows: LINEAR_TILED_TILE_ROWS, features: LINEAR_TILED_TILE_FEATURES, align: 4 },
-  linear_big_tile: { rows: LINEAR_BIG_TILE_TILE_ROWS, features: LINEAR_BIG_TILE_TILE_FEATURES, align: 4 },
-};
-
 /**
- * Whether `spec` can run `shape` (its Din/Dout alignment); for the block variants also the device and,
- * for split-K, whether splitting pays (which needs the whole shape).
+ * Whether `spec` can run `shape`: its Din/Dout alignment, and GELU where the shape asks for it; for the
+ * block variants also the device and, for split-K, whether splitting pays (which needs the whole shape).
  */
 export function linearFits(
   spec: KernelSpec,
-  shape: Pick<LinearShape, "din" | "dout"> | LinearShape,
+  shape: (Pick<LinearShape, "din" | "dout"> & Partial<Pick<LinearShape, "activation">>) | LinearShape,
   device?: LoweringDevice,
 ): boolean {
   if (isLinearBlock(spec)) return "rows" in shape && linearBlockFits(spec, shape, device);
-  const t = tiling[spec.name];
-  return t !== undefined && shape.din % t.align === 0 && shape.dout % t.align === 0;
+  const t = tiling.get(spec.name);
+  return t !== undefined && shape.din % t.align === 0 && shape.dout % t.align === 0 &&
+    (shape.activation !== "gelu" || t.gelu);
 }
 
 /**
@@ -194,7 +253,7 @@ export function linearLaunch(
   limits: LaunchLimits = DEFAULT_LAUNCH_LIMITS,
 ): KernelLaunch & { outShape: [number, number] } {
   const what = spec.name;
-  const t = tiling[spec.name];
+  const t = tiling.get(spec.name);
   if (!t) throw new TypeError(`Cannot launch ${what}: expected a linear variant, got "${spec.name}"`);
   for (const key of ["rows", "din", "dout"] as const) {
     const v = shape[key];
@@ -214,6 +273,11 @@ export function linearLaunch(
   }
   if (shape.activation === "gelu" && shape.accumulate) {
     throw new TypeError(`Cannot launch ${what}: expected GELU or accumulate, got both`);
+  }
+  if (shape.activation === "gelu" && !t.gelu) {
+    throw new TypeError(
+      `Cannot launch ${what}: expected activation "none" (this variant has no GELU), got "gelu"`,
+    );
   }
   if (shape.din % t.align !== 0) {
     throw new TypeError(`Cannot launch ${what}: expected Din % ${t.align} == 0, got ${shape.din}`);
@@ -291,9 +355,10 @@ function nodeShape(node: GraphNode, inputs: readonly Shape[]): LinearShape {
 /**
  * The lowering entry of op `linear`.
  *
- * Contract: inputs `[x]` or `[x, residual]`, x f32 [..., Din] (a token tensor [N, T, Din]), the residual
- * f32 [..., Dout] added after the bias; output a new tensor [..., outFeatures]. Weights by role: `weight`
- * f32 [Din, Dout] row-major (Dout contiguous: torch's [out, in] transposed), `bias` f32 [Dout] (optional).
+ * Contract: inputs `[x]` or `[x, residual]`, x [..., Din] (a token tensor [N, T, Din]), the residual
+ * [..., Dout] added after the bias; output a new tensor [..., outFeatures]; all f32 or all f16 (the
+ * flavour). Weights by role: `weight` [Din, Dout] row-major (Dout contiguous: torch's [out, in]
+ * transposed), `bias` [Dout] (optional).
  * Attributes: `outFeatures` (Dout, required), `activation` "none" (default) or "gelu" (exact, erf; not
  * with a residual). FLOPs: 2 * M * Din * Dout.
  */
@@ -313,7 +378,11 @@ export const linearLowering: OpLowering = {
     const weight = checkedWeight(ctx, "weight", s.din * s.dout, `[${s.din}, ${s.dout}]`);
     // Without a bias the kernel never reads binding 2; the weight stands in so the layout validates.
     const bias = s.bias ? checkedWeight(ctx, "bias", s.dout, `[${s.dout}]`) : weight;
-    const spec = ctx.choose(linearPreferred(s, ctx.device), (v) => linearFits(v, s, ctx.device));
+    const flavoured = flavourSpec(ctx, linearFlavours);
+    // The block, split-K and subgroup variants are f32 only: f32 plans take the device's order, f16 ones the
+    // register-tiled flavours.
+    const candidates = flavoured === linearFlavours.f32 ? linearPreferred(s, ctx.device) : flavoured;
+    const spec = ctx.choose(candidates, (v) => linearFits(v, s, ctx.device));
     // Without a residual the kernel never reads binding 3; x stands in.
     const residual = node.inputs[1] ?? node.inputs[0];
     if (isLinearBlock(spec)) {

@@ -16,6 +16,7 @@ import {
   linearBigTile,
   linearDirect,
   linearFits,
+  linearFlavours,
   linearLaunch,
   linearLowering,
   type LinearShape,
@@ -23,6 +24,8 @@ import {
   linearVariants,
 } from "./linear.ts";
 import { linearRef } from "./linear_ref.ts";
+import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
+import { FLAVOURS, type StorageTypes } from "./_precision.ts";
 
 /** Float32-rounded uniform random data as float64, so the reference sees exactly what the GPU sees. */
 function f32Data(n: number, seed: number, lo = -1, hi = 1): Float64Array {
@@ -280,20 +283,21 @@ async function runLinear(
   spec: KernelSpec,
   shape: LinearShape,
   data: { x: Float64Array; w: Float64Array; b?: Float64Array; residual?: Float64Array },
+  types: StorageTypes = FLAVOURS.f32,
 ): Promise<Float32Array> {
   const launch = linearLaunch(spec, shape, device.limits);
   const [rows, dout] = launch.outShape;
-  const x = new Float32Array(data.x);
-  const w = new Float32Array(data.w);
+  const x = stored(data.x, types.input);
+  const w = stored(data.w, types.weights);
   // y starts as NaN: every output must be written, and the residual read from its own binding.
   const [out] = await runKernelOnce(device, spec, launch, [
     x,
     w,
-    data.b ? new Float32Array(data.b) : w,
-    data.residual ? new Float32Array(data.residual) : x,
-    new Float32Array(rows * dout).fill(NaN),
+    data.b ? stored(data.b, types.weights) : w,
+    data.residual ? stored(data.residual, types.input) : x,
+    stored(new Float32Array(rows * dout).fill(NaN), types.output),
   ]);
-  return new Float32Array(out);
+  return loaded(out, types.output, rows * dout);
 }
 
 /**
@@ -339,6 +343,48 @@ for (const spec of linearVariants) {
     });
   }
 }
+
+// f16 flavours: the same cases with every input rounded to f16 first (the reference sees what the kernel
+// reads), the same f32 arithmetic (the tolerance above), then one f16 store (f16Tolerance). linear_big_tile_f16
+// has no GELU, so it skips those cases (linear_tiled_f16 takes them in a plan).
+for (const spec of linearFlavours.f16!) {
+  for (const [i, { label, shape }] of cases.entries()) {
+    if (!linearFits(spec, shape)) continue;
+    f16GpuTest(`${spec.name} matches linearRef for ${label}`, async ({ device }) => {
+      const raw = caseData(shape, 100 + 10 * i);
+      const d = {
+        x: roundTo(raw.x, "f16"),
+        w: roundTo(raw.w, "f16"),
+        b: raw.b && roundTo(raw.b, "f16"),
+        residual: raw.residual && roundTo(raw.residual, "f16"),
+      };
+      const want = linearRef(d.x, d.w, d.b, shape, d.residual);
+      const got = await runLinear(device, spec, shape, d, FLAVOURS.f16);
+      console.log(`${spec.name} ${label}: max |e|/max|ref| ${relativeMaxError(got, want).toExponential(2)}`);
+      assertClose(got, want, {
+        ...f16Tolerance(tolerance(shape, d)),
+        shape: [shape.rows, shape.dout],
+        what: `${spec.name} ${label}`,
+      });
+    }, [spec]);
+  }
+}
+
+Deno.test("linearFits() keeps GELU off linear_big_tile_f16, which has no GELU epilogue", () => {
+  const [bigTile, tiled, direct] = linearFlavours.f16!;
+  const gelu = shapeOf({ rows: 3, din: 16, dout: 8, activation: "gelu" });
+  assert.equal(linearFits(bigTile, gelu), false);
+  assert.equal(linearFits(tiled, gelu), true);
+  assert.equal(linearFits(direct, gelu), true);
+  assert.equal(linearFits(linearBigTile, gelu), true);
+  assert.equal(linearFits(bigTile, { ...gelu, activation: "none" }), true);
+  assert.doesNotMatch(bigTile.wgsl, /gelu_erf|gelu4/);
+  assert.throws(() => linearLaunch(bigTile, gelu), {
+    name: "TypeError",
+    message:
+      'Cannot launch linear_big_tile_f16: expected activation "none" (this variant has no GELU), got "gelu"',
+  });
+});
 
 Deno.test("linear kernel cases cover row and feature tails, several tiles and a partial chunk", () => {
   const tiles: [KernelSpec, number, number][] = [

@@ -7,6 +7,7 @@
  * padValue "zero": taps outside the image are 0 (bit preset: zero-pad, then VALID pool)
  * OH = floor((H + 2*pad - k) / stride) + 1, likewise OW
  * bindings: 0 x r (f32 NHWC [N,H,W,C]) · 1 y rw (f32 NHWC [N,OH,OW,C]) · 2 uniforms {n,h,w,c,k,stride,pad,oh,ow,padZero: u32}
+ * flavours: f32 (`max_pool`) and f16 (`max_pool_f16`: x and y f16; the max is exact either way)
  * ```
  *
  * This module is browser compatible.
@@ -24,7 +25,8 @@ import {
 } from "../engine/kernel.ts";
 import { expectInputs, type GraphNode, numberAttr, stringAttr } from "../engine/graph.ts";
 import type { OpLowering } from "../engine/lowering.ts";
-import { MAX_POOL_WGSL } from "./max_pool.wgsl.ts";
+import { maxPoolWgsl } from "./max_pool.wgsl.ts";
+import { COMMON_FLAVOURS, type Flavour, flavourName, flavourSpec } from "./_precision.ts";
 
 /** Threads per workgroup: the WGSL override `WG`. */
 export const MAX_POOL_WORKGROUP_SIZE = 256;
@@ -49,16 +51,24 @@ export interface MaxPoolShape {
   readonly padValue: "-inf" | "zero";
 }
 
-/** The kernel variant: one thread per output element. */
-export const maxPoolSpec: KernelSpec = {
-  name: "max_pool",
-  wgsl: MAX_POOL_WGSL,
-  bindings: [
-    { name: "x", type: "read-only-storage" },
-    { name: "y", type: "storage" },
-  ],
-  overrides: { WG: MAX_POOL_WORKGROUP_SIZE },
-};
+/** The kernel in each flavour (f32, f16): one thread per output element. */
+export const MAX_POOL_FLAVOURS: Readonly<Partial<Record<Flavour, KernelSpec>>> = Object.fromEntries(
+  COMMON_FLAVOURS.map((f) => {
+    const name = flavourName("max_pool", f);
+    return [f, {
+      name,
+      wgsl: maxPoolWgsl(name, f === "f16" ? "f16" : "f32"),
+      bindings: [
+        { name: "x", type: "read-only-storage" },
+        { name: "y", type: "storage" },
+      ],
+      overrides: { WG: MAX_POOL_WORKGROUP_SIZE },
+    }];
+  }),
+);
+
+/** The f32 kernel: one thread per output element. */
+export const maxPoolSpec: KernelSpec = MAX_POOL_FLAVOURS.f32!;
 
 /**
  * Output height and width of a max-pool.
@@ -153,7 +163,7 @@ export const maxPoolLowering: OpLowering = {
   lower(ctx) {
     const node = ctx.node;
     const launch = maxPoolLaunch(nodeShape(node, ctx.shape(node.inputs[0])), ctx.device.limits);
-    ctx.step(maxPoolSpec, launch, [node.inputs[0], node.output]);
+    ctx.step(flavourSpec(ctx, MAX_POOL_FLAVOURS), launch, [node.inputs[0], node.output]);
   },
 };
 

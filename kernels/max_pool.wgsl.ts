@@ -1,19 +1,30 @@
 /**
- * WGSL of {@linkcode maxPoolSpec}. This module is browser compatible.
+ * WGSL of {@linkcode maxPoolSpec}, generated per storage dtype (`kernels/_precision.ts`).
+ *
+ * This module is browser compatible.
  * @module
  */
+import type { Dtype } from "../engine/precision.ts";
+import { wgslEnable, wgslStorage } from "./_precision.ts";
 
-/** k x k max-pool with stride and symmetric padding, padding value -inf or 0. */
-export const MAX_POOL_WGSL = /* wgsl */ `
-// max_pool: y[n,oy,ox,c] = max over ky,kx < K of x[n, oy*S - P + ky, ox*S - P + kx, c], where a tap outside
+/**
+ * k x k max-pool with stride and symmetric padding, padding value -inf or 0.
+ *
+ * @param name Variant name for the header.
+ * @param dtype Storage dtype of x and y.
+ */
+export function maxPoolWgsl(name: string, dtype: Dtype): string {
+  const X = wgslStorage(dtype);
+  return /* wgsl */ `
+// ${name}: y[n,oy,ox,c] = max over ky,kx < K of x[n, oy*S - P + ky, ox*S - P + kx, c], where a tap outside
 //   the image is skipped (pad_zero 0: padding is -inf, PyTorch MaxPool2d) or counts as 0 (pad_zero 1:
 //   zero-pad then VALID pool); OH = floor((H + 2P - K) / S) + 1, likewise OW
-// x: f32 NHWC [N,H,W,C] · y: f32 NHWC [N,OH,OW,C]
+// x: ${X.scalar} NHWC [N,H,W,C] · y: ${X.scalar} NHWC [N,OH,OW,C]
 // bindings: 0 x r · 1 y rw · 2 uniforms {n,h,w,c,k,stride,pad,oh,ow,pad_zero: u32}
 // overrides: WG (workgroup size) · dispatch: ceil(N*OH*OW*C / WG) workgroups folded over x and y, one thread
 //   per output element, consecutive threads on consecutive channels; tail guarded
-// numerics: exact (max of f32 values)
-
+// numerics: exact (max of ${X.scalar} values, compared in f32)
+${wgslEnable(dtype)}
 override WG: u32 = 256u;
 
 struct Uniforms {
@@ -29,8 +40,8 @@ struct Uniforms {
   pad_zero: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<${X.scalar}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${X.scalar}>;
 @group(0) @binding(2) var<uniform> u: Uniforms;
 
 @compute @workgroup_size(WG)
@@ -58,7 +69,7 @@ fn main(
       let ix = x0 + kx;
       var v = 0.0;
       if (iy >= 0 && iy < i32(u.h) && ix >= 0 && ix < i32(u.w)) {
-        v = x[((img * u.h + u32(iy)) * u.w + u32(ix)) * u.c + ch];
+        v = ${X.load("x[((img * u.h + u32(iy)) * u.w + u32(ix)) * u.c + ch]")};
       } else if (u.pad_zero == 0u) {
         continue;
       }
@@ -66,6 +77,10 @@ fn main(
       seen = true;
     }
   }
-  y[i] = m;
+  y[i] = ${X.store("m")};
 }
 `;
+}
+
+/** The f32 flavour's source. */
+export const MAX_POOL_WGSL: string = maxPoolWgsl("max_pool", "f32");

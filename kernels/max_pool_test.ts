@@ -4,21 +4,37 @@ import { assertClose } from "../tests/_compare.ts";
 import { randomFloats } from "../tests/_random.ts";
 import type { LaunchLimits } from "../engine/kernel.ts";
 import { runKernelOnce } from "./_harness.ts";
-import { maxPoolLaunch, maxPoolOutput, type MaxPoolShape, maxPoolSpec } from "./max_pool.ts";
+import { MAX_POOL_FLAVOURS, maxPoolLaunch, maxPoolOutput, type MaxPoolShape } from "./max_pool.ts";
 import { maxPoolRef } from "./max_pool_ref.ts";
+import type { Dtype } from "../engine/precision.ts";
+import { f16GpuTest, loaded, roundTo, stored } from "../tests/_f16.ts";
 
-async function run(device: GPUDevice, x: Float32Array, shape: MaxPoolShape, limits?: LaunchLimits) {
+async function run(
+  device: GPUDevice,
+  x: ArrayLike<number>,
+  shape: MaxPoolShape,
+  limits?: LaunchLimits,
+  dtype: Dtype = "f32",
+) {
   const [oh, ow] = maxPoolOutput(shape);
-  const [y] = await runKernelOnce(device, maxPoolSpec, maxPoolLaunch(shape, limits), [
-    x,
-    { bytes: shape.n * oh * ow * shape.c * 4 },
+  const outputs = shape.n * oh * ow * shape.c;
+  const [y] = await runKernelOnce(device, MAX_POOL_FLAVOURS[dtype]!, maxPoolLaunch(shape, limits), [
+    stored(x, dtype),
+    { bytes: stored(new Float32Array(outputs), dtype).byteLength },
   ]);
-  return new Float32Array(y);
+  return loaded(y, dtype, outputs);
 }
 
-async function check(device: GPUDevice, shape: MaxPoolShape, seed: number, limits?: LaunchLimits) {
-  const x = Float32Array.from(randomFloats(shape.n * shape.h * shape.w * shape.c, seed, -2, 1));
-  const got = await run(device, x, shape, limits);
+/** The pool in the flavour of `dtype` on random data it holds exactly: the max is exact in both. */
+async function check(
+  device: GPUDevice,
+  shape: MaxPoolShape,
+  seed: number,
+  limits?: LaunchLimits,
+  dtype: Dtype = "f32",
+) {
+  const x = roundTo(randomFloats(shape.n * shape.h * shape.w * shape.c, seed, -2, 1), dtype);
+  const got = await run(device, x, shape, limits, dtype);
   const [oh, ow] = maxPoolOutput(shape);
   assertClose(got, maxPoolRef(Float64Array.from(x), shape), {
     abs: 0,
@@ -104,3 +120,44 @@ gpuTest("maxPool() gives different borders for -inf and zero padding on negative
   }
   assertClose(inf, maxPoolRef(Float64Array.from(x), { ...shape, padValue: "-inf" }), { abs: 0, rel: 0 });
 });
+
+f16GpuTest("maxPool() f16 flavour matches reference exactly on the f32 tests' shapes", async (gpu) => {
+  for (const padValue of ["-inf", "zero"] as const) {
+    await check(
+      gpu.device,
+      { n: 1, h: 7, w: 9, c: 5, k: 3, stride: 2, pad: 1, padValue },
+      1,
+      undefined,
+      "f16",
+    );
+    await check(
+      gpu.device,
+      { n: 3, h: 15, w: 13, c: 8, k: 3, stride: 2, pad: 1, padValue },
+      2,
+      undefined,
+      "f16",
+    );
+    await check(
+      gpu.device,
+      { n: 3, h: 6, w: 5, c: 3, k: 3, stride: 1, pad: 1, padValue },
+      3,
+      undefined,
+      "f16",
+    );
+    await check(
+      gpu.device,
+      { n: 1, h: 9, w: 8, c: 6, k: 2, stride: 2, pad: 0, padValue },
+      4,
+      undefined,
+      "f16",
+    );
+    const limits = { maxComputeWorkgroupsPerDimension: 3 };
+    await check(
+      gpu.device,
+      { n: 3, h: 23, w: 15, c: 7, k: 3, stride: 2, pad: 1, padValue },
+      5,
+      limits,
+      "f16",
+    );
+  }
+}, [MAX_POOL_FLAVOURS.f16!]);

@@ -5,6 +5,7 @@
  * ```
  * flags[n] = 1 when any of x[n*perImage .. (n+1)*perImage) is NaN or +-Inf; flags must be zeroed first
  * bindings: 0 x r (f32 [N*perImage]) · 1 flags rw (u32 [N]) · 2 uniforms {n,perImage: u32}
+ * flavours: f32 (`nonfinite_check`) and f16 (`nonfinite_check_f16`: x f16, any perImage, even odd)
  * ```
  *
  * This module is browser compatible.
@@ -20,7 +21,9 @@ import {
   packUniforms,
 } from "../engine/kernel.ts";
 import { NONFINITE_CHECK_OP, type OpLowering } from "../engine/lowering.ts";
-import { NONFINITE_CHECK_WGSL } from "./nonfinite_check.wgsl.ts";
+import type { Dtype } from "../engine/precision.ts";
+import { nonfiniteCheckWgsl } from "./nonfinite_check.wgsl.ts";
+import { flavourName } from "./_precision.ts";
 
 /** Threads per workgroup: the WGSL override `WG`. */
 export const NONFINITE_CHECK_WORKGROUP_SIZE = 256;
@@ -33,16 +36,27 @@ export interface NonfiniteCheckShape {
   readonly perImage: number;
 }
 
-/** The kernel variant: one thread per element. */
-export const nonfiniteCheckSpec: KernelSpec = {
-  name: "nonfinite_check",
-  wgsl: NONFINITE_CHECK_WGSL,
-  bindings: [
-    { name: "x", type: "read-only-storage" },
-    { name: "flags", type: "storage" },
-  ],
-  overrides: { WG: NONFINITE_CHECK_WORKGROUP_SIZE },
+function spec(dtype: Dtype): KernelSpec {
+  const name = flavourName("nonfinite_check", dtype);
+  return {
+    name,
+    wgsl: nonfiniteCheckWgsl(name, dtype),
+    bindings: [
+      { name: "x", type: "read-only-storage" },
+      { name: "flags", type: "storage" },
+    ],
+    overrides: { WG: NONFINITE_CHECK_WORKGROUP_SIZE },
+  };
+}
+
+/** The kernel by the dtype of the values checked: one thread per element. */
+export const NONFINITE_CHECK_SPECS: Readonly<Record<Dtype, KernelSpec>> = {
+  f32: spec("f32"),
+  f16: spec("f16"),
 };
+
+/** The f32 kernel: one thread per element. */
+export const nonfiniteCheckSpec: KernelSpec = NONFINITE_CHECK_SPECS.f32;
 
 /**
  * Validates a shape and returns the dispatch and uniforms of {@linkcode nonfiniteCheckSpec}.
@@ -87,8 +101,8 @@ export function nonfiniteCheckLaunch(
 
 /**
  * The `nonfinite_check` op the engine's non-finite pass inserts after a node: reads the node's output
- * (any shape, images outermost) and sets flag n (u32, weight role `flags`) when image n holds NaN or
- * infinity. It writes no activation (`inPlace` on the tensor it checks).
+ * (any shape, images outermost, f32 or f16) and sets flag n (u32, weight role `flags`) when image n holds
+ * NaN or infinity. It writes no activation (`inPlace` on the tensor it checks).
  */
 export const nonfiniteCheckLowering: OpLowering = {
   op: NONFINITE_CHECK_OP,
@@ -102,6 +116,7 @@ export const nonfiniteCheckLowering: OpLowering = {
     const shape = ctx.shape(ctx.node.inputs[0]);
     const n = shape[0];
     const launch = nonfiniteCheckLaunch({ n, perImage: numel(shape) / n }, ctx.device.limits);
-    ctx.step(nonfiniteCheckSpec, launch, [ctx.node.inputs[0], ctx.weight("flags")]);
+    const spec = NONFINITE_CHECK_SPECS[ctx.dtype(ctx.node.inputs[0])];
+    ctx.step(spec, launch, [ctx.node.inputs[0], ctx.weight("flags")]);
   },
 };

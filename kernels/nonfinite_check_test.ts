@@ -3,8 +3,14 @@ import { gpuTest } from "../tests/_gpu.ts";
 import { randomFloats } from "../tests/_random.ts";
 import type { LaunchLimits } from "../engine/kernel.ts";
 import { runKernelOnce } from "./_harness.ts";
-import { nonfiniteCheckLaunch, type NonfiniteCheckShape, nonfiniteCheckSpec } from "./nonfinite_check.ts";
+import {
+  NONFINITE_CHECK_SPECS,
+  nonfiniteCheckLaunch,
+  type NonfiniteCheckShape,
+  nonfiniteCheckSpec,
+} from "./nonfinite_check.ts";
 import { nonfiniteCheckRef } from "./nonfinite_check_ref.ts";
+import { float16BitsToFloat32 } from "../engine/precision.ts";
 
 async function check(device: GPUDevice, x: Float32Array, shape: NonfiniteCheckShape, limits?: LaunchLimits) {
   const [flags] = await runKernelOnce(device, nonfiniteCheckSpec, nonfiniteCheckLaunch(shape, limits), [
@@ -65,3 +71,56 @@ gpuTest("nonfiniteCheck() flags the right image on a folded dispatch", async (gp
     ],
   );
 });
+
+/** Runs the f16 flavour on raw f16 bits (padded to whole words) and compares with the reference. */
+async function checkF16(
+  device: GPUDevice,
+  bits: Uint16Array,
+  shape: NonfiniteCheckShape,
+  limits?: LaunchLimits,
+) {
+  const padded = new Uint16Array(Math.ceil(bits.length / 2) * 2);
+  padded.set(bits);
+  const [flags] = await runKernelOnce(
+    device,
+    NONFINITE_CHECK_SPECS.f16,
+    nonfiniteCheckLaunch(shape, limits),
+    [
+      padded,
+      { bytes: shape.n * 4 },
+    ],
+  );
+  const got = [...new Uint32Array(flags)];
+  assert.deepEqual(got, [...nonfiniteCheckRef(Float64Array.from(bits, float16BitsToFloat32), shape)]);
+  return got;
+}
+
+// The f16 flavour tests bits in u32 words and needs no shader-f16: it runs on every adapter.
+gpuTest(
+  "nonfiniteCheck() f16 flavour flags images whose f16 values hold NaN or +-Inf, odd sizes too",
+  async (gpu) => {
+    const shape = { n: 3, perImage: 7 * 9 * 5 }; // 315 f16 values per image: images start mid-word
+    // Random finite f16 bit patterns (exponent below 31).
+    const bits = Uint16Array.from(randomFloats(3 * 315, 3, 0, 65536), (v) => {
+      const b = Math.floor(v);
+      return (b & 0x7c00) === 0x7c00 ? b & 0xbfff : b;
+    });
+    assert.deepEqual(await checkF16(gpu.device, bits, shape), [0, 0, 0]);
+    bits[314] = 0x7e00; // NaN, last value of image 0 (the low half of a word shared with image 1)
+    bits[2 * 315] = 0xfc00; // -Inf, first value of image 2 (a high half)
+    assert.deepEqual(await checkF16(gpu.device, bits, shape), [1, 0, 1]);
+    bits[315 + 200] = 0x7c00; // +Inf
+    assert.deepEqual(await checkF16(gpu.device, bits, shape), [1, 1, 1]);
+    // 65504, -65504, the smallest subnormal and zero are finite; a NaN with a payload is not.
+    const edge = Uint16Array.from([0x7bff, 0xfbff, 0x0001, 0x0000, 0x7c01]);
+    assert.deepEqual(await checkF16(gpu.device, edge.subarray(0, 4), { n: 1, perImage: 4 }), [0]);
+    assert.deepEqual(await checkF16(gpu.device, edge, { n: 5, perImage: 1 }), [0, 0, 0, 0, 1]);
+    // 5 * 301 f16 values on a folded dispatch: [3, 2, 1] workgroups with a tail.
+    const folded = new Uint16Array(1505).fill(0x3c00);
+    folded[4 * 301 + 300] = 0x7c00;
+    assert.deepEqual(
+      await checkF16(gpu.device, folded, { n: 5, perImage: 301 }, { maxComputeWorkgroupsPerDimension: 3 }),
+      [0, 0, 0, 0, 1],
+    );
+  },
+);

@@ -27,7 +27,8 @@ import {
 import { expectInputs, type GraphNode, numberAttr } from "../engine/graph.ts";
 import type { OpLowering } from "../engine/lowering.ts";
 import { nodeError } from "./_lowering.ts";
-import { TOKEN_GATHER_WGSL } from "./token_gather.wgsl.ts";
+import { tokenGatherWgsl } from "./token_gather.wgsl.ts";
+import { COMMON_FLAVOURS, type Flavour, flavourName, flavourSpec } from "./_precision.ts";
 
 /** Threads per workgroup: the WGSL override `WG`. */
 export const TOKEN_GATHER_WORKGROUP_SIZE = 256;
@@ -48,16 +49,24 @@ export interface TokenGatherShape {
   readonly slot: number;
 }
 
-/** The kernel: one thread per copied element. */
-export const tokenGatherSpec: KernelSpec = {
-  name: "token_gather",
-  wgsl: TOKEN_GATHER_WGSL,
-  bindings: [
-    { name: "x", type: "read-only-storage" },
-    { name: "y", type: "storage" },
-  ],
-  overrides: { WG: TOKEN_GATHER_WORKGROUP_SIZE },
-};
+/** The kernel in each flavour (f32; f16: x and y f16, an exact copy): one thread per copied element. */
+export const TOKEN_GATHER_FLAVOURS: Readonly<Partial<Record<Flavour, KernelSpec>>> = Object.fromEntries(
+  COMMON_FLAVOURS.map((f) => {
+    const name = flavourName("token_gather", f);
+    return [f, {
+      name,
+      wgsl: tokenGatherWgsl(name, f === "f16" ? "f16" : "f32"),
+      bindings: [
+        { name: "x", type: "read-only-storage" },
+        { name: "y", type: "storage" },
+      ],
+      overrides: { WG: TOKEN_GATHER_WORKGROUP_SIZE },
+    }];
+  }),
+);
+
+/** The f32 kernel: one thread per copied element. */
+export const tokenGatherSpec: KernelSpec = TOKEN_GATHER_FLAVOURS.f32!;
 
 /**
  * Validates a shape and returns the dispatch and uniforms of {@linkcode tokenGatherSpec}.
@@ -157,6 +166,7 @@ export const tokenGatherLowering: OpLowering = {
   lower(ctx) {
     const node = ctx.node;
     const s = nodeShape(node, ctx.shape(node.inputs[0]));
-    ctx.step(tokenGatherSpec, tokenGatherLaunch(s, ctx.device.limits), [node.inputs[0], node.output]);
+    const spec = flavourSpec(ctx, TOKEN_GATHER_FLAVOURS);
+    ctx.step(spec, tokenGatherLaunch(s, ctx.device.limits), [node.inputs[0], node.output]);
   },
 };

@@ -3,7 +3,9 @@ import { gpuTest } from "../tests/_gpu.ts";
 import { randomFloats } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
+import { f16GpuTest, loaded, roundTo, stored } from "../tests/_f16.ts";
 import {
+  TOKEN_GATHER_FLAVOURS,
   TOKEN_GATHER_WORKGROUP_SIZE,
   tokenGatherLaunch,
   tokenGatherLowering,
@@ -91,3 +93,48 @@ gpuTest(
     }
   },
 );
+
+// f16: an exact copy of 2-byte elements; odd D puts slots and tokens at half-word boundaries, so a write
+// that touched its neighbour half would show in the slots already filled.
+f16GpuTest(
+  "tokenGather() f16 flavour copies exactly and keeps the other slots, odd D included",
+  async ({ device }) => {
+    const spec = TOKEN_GATHER_FLAVOURS.f16!;
+    for (const [n, tokens, d, slots, token] of [[1, 17, 48, 4, 0], [3, 197, 384, 4, 0], [3, 5, 37, 3, 4]]) {
+      const x = roundTo(randomFloats(n * tokens * d, n + d), "f16");
+      let want: Float64Array = new Float64Array(n * slots * d).fill(-7);
+      let got = stored(want, "f16");
+      for (let slot = 0; slot < slots; slot++) {
+        const shape: TokenGatherShape = { n, tokens, d, token: (token + slot) % tokens, slots, slot };
+        want = tokenGatherRef(x, want, shape);
+        const [out] = await runKernelOnce(device, spec, tokenGatherLaunch(shape, device.limits), [
+          stored(x, "f16"),
+          got,
+        ]);
+        got = new Uint16Array(out);
+        assert.deepEqual(
+          [...loaded(out, "f16", want.length)],
+          [...want],
+          `N ${n} T ${tokens} D ${d} after slot ${slot}`,
+        );
+      }
+    }
+  },
+  [TOKEN_GATHER_FLAVOURS.f16!],
+);
+
+Deno.test("tokenGatherLowering picks the f16 flavour for f16 tensors", () => {
+  const node = testNode("token_gather", {
+    name: "cls.8",
+    inputs: ["block8"],
+    output: "cls",
+    attrs: { slots: 4, slot: 0 },
+  });
+  const { ctx, steps } = recordingContext(node, {
+    shapes: { block8: [3, 197, 384] },
+    dtypes: { block8: "f16", cls: "f16" },
+    weightDtype: "f16",
+  });
+  tokenGatherLowering.lower(ctx);
+  assert.equal(steps[0].spec, TOKEN_GATHER_FLAVOURS.f16);
+});

@@ -27,7 +27,8 @@ import {
 import { expectInputs } from "../engine/graph.ts";
 import type { OpLowering } from "../engine/lowering.ts";
 import { checkedWeight } from "./_lowering.ts";
-import { VIT_TOKENS_WGSL } from "./vit_tokens.wgsl.ts";
+import { vitTokensWgsl } from "./vit_tokens.wgsl.ts";
+import { COMMON_FLAVOURS, type Flavour, flavourName, FLAVOURS, flavourSpec } from "./_precision.ts";
 
 /** Threads per workgroup: the WGSL override `WG`. */
 export const VIT_TOKENS_WORKGROUP_SIZE = 256;
@@ -42,18 +43,26 @@ export interface VitTokensShape {
   readonly d: number;
 }
 
-/** The kernel: one thread per output element. */
-export const vitTokensSpec: KernelSpec = {
-  name: "vit_tokens",
-  wgsl: VIT_TOKENS_WGSL,
-  bindings: [
-    { name: "patches", type: "read-only-storage" },
-    { name: "cls", type: "read-only-storage" },
-    { name: "pos", type: "read-only-storage" },
-    { name: "y", type: "storage" },
-  ],
-  overrides: { WG: VIT_TOKENS_WORKGROUP_SIZE },
-};
+/** The kernel in each flavour (f32; f16: patches, cls, pos and y f16): one thread per output element. */
+export const VIT_TOKENS_FLAVOURS: Readonly<Partial<Record<Flavour, KernelSpec>>> = Object.fromEntries(
+  COMMON_FLAVOURS.map((f) => {
+    const name = flavourName("vit_tokens", f);
+    return [f, {
+      name,
+      wgsl: vitTokensWgsl(name, FLAVOURS[f]),
+      bindings: [
+        { name: "patches", type: "read-only-storage" },
+        { name: "cls", type: "read-only-storage" },
+        { name: "pos", type: "read-only-storage" },
+        { name: "y", type: "storage" },
+      ],
+      overrides: { WG: VIT_TOKENS_WORKGROUP_SIZE },
+    }];
+  }),
+);
+
+/** The f32 kernel: one thread per output element. */
+export const vitTokensSpec: KernelSpec = VIT_TOKENS_FLAVOURS.f32!;
 
 /**
  * Validates a shape and returns the dispatch and uniforms of {@linkcode vitTokensSpec}.
@@ -119,6 +128,6 @@ export const vitTokensLowering: OpLowering = {
     const cls = checkedWeight(ctx, "cls", d, `[${d}]`);
     const pos = checkedWeight(ctx, "pos", tokens * d, `[${tokens}, ${d}]`);
     const launch = vitTokensLaunch({ n, patches: gh * gw, d }, ctx.device.limits);
-    ctx.step(vitTokensSpec, launch, [node.inputs[0], cls, pos, node.output]);
+    ctx.step(flavourSpec(ctx, VIT_TOKENS_FLAVOURS), launch, [node.inputs[0], cls, pos, node.output]);
   },
 };

@@ -3,7 +3,10 @@ import { gpuTest } from "../tests/_gpu.ts";
 import { randomFloats } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
+import { assertClose } from "../tests/_compare.ts";
+import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
 import {
+  VIT_TOKENS_FLAVOURS,
   VIT_TOKENS_WORKGROUP_SIZE,
   vitTokensLaunch,
   vitTokensLowering,
@@ -92,3 +95,62 @@ gpuTest(
     await check(device, { n: 2, patches: 196, d: 384 }, 3); // ViT-S/16 at 224: T = 197
   },
 );
+
+// f16: patches, cls and pos f16 (the reference sees those values), one f32 add, one f16 store.
+f16GpuTest(
+  "vitTokens() f16 flavour matches vitTokensRef within one f16 store for 4x4, 2x3 and 14x14 grids",
+  async ({ device }) => {
+    const spec = VIT_TOKENS_FLAVOURS.f16!;
+    for (
+      const [i, shape] of [{ n: 1, patches: 16, d: 48 }, { n: 3, patches: 6, d: 21 }, {
+        n: 2,
+        patches: 196,
+        d: 384,
+      }].entries()
+    ) {
+      const { n, patches: p, d } = shape;
+      const patches = roundTo(randomFloats(n * p * d, 10 + i, -4, 4), "f16");
+      const cls = roundTo(randomFloats(d, 20 + i), "f16");
+      const pos = roundTo(randomFloats((p + 1) * d, 30 + i), "f16");
+      const want = vitTokensRef(patches, cls, pos, shape);
+      const [out] = await runKernelOnce(device, spec, vitTokensLaunch(shape, device.limits), [
+        stored(patches, "f16"),
+        stored(cls, "f16"),
+        stored(pos, "f16"),
+        stored(new Float32Array(want.length).fill(NaN), "f16"),
+      ]);
+      assertClose(loaded(out, "f16", want.length), want, {
+        ...f16Tolerance({ abs: 0, rel: 2 ** -24 }),
+        shape: [n, p + 1, d],
+        what: `vit_tokens_f16 ${JSON.stringify(shape)}`,
+      });
+    }
+  },
+  [VIT_TOKENS_FLAVOURS.f16!],
+);
+
+Deno.test("vitTokensLowering picks the f16 flavour for an f16 plan's tensors and checks f16 weight bytes", () => {
+  const node = testNode("vit_tokens", {
+    name: "tokens",
+    inputs: ["patch_embed"],
+    weights: { cls: "cls_token", pos: "pos_embed" },
+  });
+  const { ctx, steps } = recordingContext(node, {
+    shapes: { patch_embed: [3, 4, 4, 48] },
+    weightBytes: { cls_token: 48 * 2, pos_embed: 17 * 48 * 2 },
+    dtypes: { patch_embed: "f16", y: "f16" },
+    weightDtype: "f16",
+  });
+  vitTokensLowering.lower(ctx);
+  assert.equal(steps[0].spec, VIT_TOKENS_FLAVOURS.f16);
+  const f32Bytes = recordingContext(node, {
+    shapes: { patch_embed: [3, 4, 4, 48] },
+    weightBytes: { cls_token: 48 * 4, pos_embed: 17 * 48 * 4 },
+    dtypes: { patch_embed: "f16", y: "f16" },
+    weightDtype: "f16",
+  });
+  assert.throws(
+    () => vitTokensLowering.lower(f32Bytes.ctx),
+    /"cls_token" \(cls\) of 96 bytes \(f16 \[48\]\), got 192/,
+  );
+});

@@ -4,7 +4,8 @@
  * Per output channel o, `w'[y,x,i,o] = (w[o,i,y,x] - mean[o]) / sqrt(var[o] + eps)`, with mean and biased
  * variance over the KH*KW*Cin fan-in. Input: the tensor's raw bytes (F32, F16 or BF16; OIHW as timm stores
  * it or HWIO as Derm Foundation stores it). Output: f32 HWIO [KH, KW, CinPadded, Cout] with the input
- * channels Cin..CinPadded-1 written as exact zeros (the stem's Cin 3 is padded to 4 for vec4 reads).
+ * channels Cin..CinPadded-1 written as exact zeros (the stem's Cin 3 is padded to 4 for vec4 reads); or,
+ * `weight_standardize_f16`, the same computed in f32 and stored as f16 rounded to nearest even.
  *
  * ```
  * bindings: 0 raw r (u32 words) · 1 w rw (f32 HWIO) · 2 uniforms {cout,cin,kh,kw,cinPadded,dtype,layout: u32; eps: f32}
@@ -23,7 +24,9 @@ import {
   type LaunchLimits,
   packUniforms,
 } from "../engine/kernel.ts";
-import { WEIGHT_STANDARDIZE_WGSL } from "./weight_standardize.wgsl.ts";
+import { type Dtype, storageBytes } from "../engine/precision.ts";
+import { weightStandardizeWgsl } from "./weight_standardize.wgsl.ts";
+import { flavourName } from "./_precision.ts";
 
 /** Output channels per workgroup: the WGSL override `TO` (consecutive, so HWIO reads share cache lines). */
 export const WEIGHT_STANDARDIZE_CHANNELS = 16;
@@ -65,16 +68,27 @@ export const WEIGHT_LAYOUT_CODES: Readonly<Record<WeightLayout, number>> = { OIH
 
 const BYTES_PER_ELEMENT: Readonly<Record<WeightDtype, number>> = { F32: 4, F16: 2, BF16: 2 };
 
-/** The kernel variant: one workgroup per 16 output channels. */
-export const weightStandardizeSpec: KernelSpec = {
-  name: "weight_standardize",
-  wgsl: WEIGHT_STANDARDIZE_WGSL,
-  bindings: [
-    { name: "raw", type: "read-only-storage" },
-    { name: "w", type: "storage" },
-  ],
-  overrides: { TO: WEIGHT_STANDARDIZE_CHANNELS, TJ: WEIGHT_STANDARDIZE_LANES },
+function spec(dtype: Dtype): KernelSpec {
+  const name = flavourName("weight_standardize", dtype);
+  return {
+    name,
+    wgsl: weightStandardizeWgsl(name, dtype),
+    bindings: [
+      { name: "raw", type: "read-only-storage" },
+      { name: "w", type: "storage" },
+    ],
+    overrides: { TO: WEIGHT_STANDARDIZE_CHANNELS, TJ: WEIGHT_STANDARDIZE_LANES },
+  };
+}
+
+/** The kernel by the resident dtype (one workgroup per 16 output channels); both take the same launch. */
+export const WEIGHT_STANDARDIZE_SPECS: Readonly<Record<Dtype, KernelSpec>> = {
+  f32: spec("f32"),
+  f16: spec("f16"),
 };
+
+/** The f32 kernel: one workgroup per 16 output channels. */
+export const weightStandardizeSpec: KernelSpec = WEIGHT_STANDARDIZE_SPECS.f32;
 
 function fail(message: string, error: typeof TypeError = TypeError): never {
   throw new error(`Cannot launch weight_standardize: ${message}`);
@@ -101,20 +115,24 @@ function checkShape(shape: WeightStandardizeShape): void {
  * Buffer sizes of one standardisation.
  *
  * @param shape The tensor's shape, dtype and layout.
+ * @param resident How the output is stored (default f32).
  * @returns `rawBytes`, the stored tensor's byte length (the `raw` buffer must be this rounded up to 4),
- *   and `wBytes`, the f32 HWIO output's byte length.
+ *   and `wBytes`, the HWIO output's byte length (f16: padded to a multiple of 4).
  * @example
  * ```ts
  * weightStandardizeSizes({ cout: 192, cin: 3, kh: 7, kw: 7, cinPadded: 4, dtype: "F16", layout: "HWIO", eps: 1e-10 });
  * // { rawBytes: 56448, wBytes: 150528 }
  * ```
  */
-export function weightStandardizeSizes(shape: WeightStandardizeShape): { rawBytes: number; wBytes: number } {
+export function weightStandardizeSizes(
+  shape: WeightStandardizeShape,
+  resident: Dtype = "f32",
+): { rawBytes: number; wBytes: number } {
   checkShape(shape);
   const { cout, cin, kh, kw, cinPadded, dtype } = shape;
   return {
     rawBytes: cout * cin * kh * kw * BYTES_PER_ELEMENT[dtype],
-    wBytes: kh * kw * cinPadded * cout * 4,
+    wBytes: storageBytes(kh * kw * cinPadded * cout, resident),
   };
 }
 

@@ -1,13 +1,26 @@
 /**
- * WGSL of {@linkcode weightStandardizeSpec}. This module is browser compatible.
+ * WGSL of {@linkcode weightStandardizeSpec}, for an f32 or an f16 resident tensor.
+ *
+ * This module is browser compatible.
  * @module
  */
+import type { Dtype } from "../engine/precision.ts";
+import { F16_RNE_WGSL, wgslEnable } from "./_precision.ts";
 
-/** Standardises one convolution kernel per output channel and writes it as f32 HWIO with Cin padded. */
-export const WEIGHT_STANDARDIZE_WGSL = /* wgsl */ `
-// weight_standardize: w[y,x,i,o] = (raw[o,i,y,x] - mean[o]) / sqrt(var[o] + eps); i >= Cin written as 0
+/**
+ * Standardises one convolution kernel per output channel and writes it as HWIO with Cin padded: f32, or
+ * f16 rounded to nearest even from the same f32 value (`f16_rne`, since WGSL's own f32-to-f16 conversion may
+ * round either way). Standardised values are at most sqrt(KH*KW*Cin) in magnitude, far inside f16's range.
+ *
+ * @param name Variant name for the header.
+ * @param dtype How the resident tensor is stored.
+ */
+export function weightStandardizeWgsl(name: string, dtype: Dtype): string {
+  const half = dtype === "f16";
+  return /* wgsl */ `
+// ${name}: w[y,x,i,o] = (raw[o,i,y,x] - mean[o]) / sqrt(var[o] + eps); i >= Cin written as 0
 // raw: the tensor's bytes as u32 words, F32 | F16 | BF16, OIHW [Cout,Cin,KH,KW] or HWIO [KH,KW,Cin,Cout]
-// w: f32 HWIO [KH,KW,CinPadded,Cout], Cout contiguous
+// w: ${dtype} HWIO [KH,KW,CinPadded,Cout], Cout contiguous
 // bindings: 0 raw r · 1 w rw · 2 uniforms {cout,cin,kh,kw,cin_padded,dtype_code,layout_code: u32; eps: f32}
 // overrides: TO (output channels per workgroup), TJ (fan-in lanes per channel, a power of two); workgroup
 //   TO x TJ · dispatch: ceil(Cout/TO) workgroups folded over x and y (foldWorkgroups), the linear id
@@ -15,8 +28,8 @@ export const WEIGHT_STANDARDIZE_WGSL = /* wgsl */ `
 //   and all writes share cache lines (one channel per workgroup read a line per element in HWIO)
 // numerics: f32; two passes over the KH*KW*Cin fan-in (mean, then mean of squared deviations, biased),
 //   each a blocked per-lane sum then a tree over the TJ lanes in workgroup memory;
-//   w' = (w - mean) * (1/sqrt(var+eps))
-
+//   w' = (w - mean) * (1/sqrt(var+eps))${half ? ", stored rounded to nearest even (f16_rne)" : ""}
+${wgslEnable(dtype)}
 override TO: u32 = 16u;
 override TJ: u32 = 16u;
 const BLOCK = 16u;
@@ -33,7 +46,7 @@ struct Uniforms {
 }
 
 @group(0) @binding(0) var<storage, read> raw: array<u32>;
-@group(0) @binding(1) var<storage, read_write> w: array<f32>;
+@group(0) @binding(1) var<storage, read_write> w: array<${dtype}>;
 @group(0) @binding(2) var<uniform> u: Uniforms;
 
 const DTYPE_F32 = 0u;
@@ -41,7 +54,7 @@ const DTYPE_F16 = 1u;
 const LAYOUT_HWIO = 1u;
 
 var<workgroup> partial: array<f32, TO * TJ>;
-
+${half ? F16_RNE_WGSL : ""}
 // Element e of the tensor in its stored dtype; 16-bit elements pack two to a word, first in the low half.
 fn load(e: u32) -> f32 {
   if (u.dtype_code == DTYPE_F32) {
@@ -128,7 +141,11 @@ fn main(
     if (i < u.cin) {
       v = (load(source_index(o, (jp / u.cin_padded) * u.cin + i)) - mean) * scale;
     }
-    w[jp * u.cout + o] = v;
+    w[jp * u.cout + o] = ${half ? "f16_rne(v)" : "v"};
   }
 }
 `;
+}
+
+/** The f32 flavour's source. */
+export const WEIGHT_STANDARDIZE_WGSL: string = weightStandardizeWgsl("weight_standardize", "f32");

@@ -21,7 +21,7 @@ import type { ModelDefinition, WeightRecipe, WeightsInventory } from "../engine/
 import type { Preprocessing } from "../engine/preprocessing.ts";
 import type { TensorSource } from "../engine/tensor_source.ts";
 import { LOWERINGS } from "../kernels/registry.ts";
-import { weightStandardizeLaunch, weightStandardizeSpec } from "../kernels/weight_standardize.ts";
+import { WEIGHT_STANDARDIZE_SPECS, weightStandardizeLaunch } from "../kernels/weight_standardize.ts";
 import { decodeToFloat32, GPU_FLOAT_DTYPES } from "../weights/dtypes.ts";
 import { type BitArchitecture, bitTensorShapes } from "./bit_arch.ts";
 import { adaptBitWeights, type BitNaming, presetFromMetadata } from "./bit_names.ts";
@@ -168,7 +168,8 @@ export function bitGraph(
 
 /**
  * The recipes that make BiT's resident tensors: each convolution kernel standardised on the GPU into HWIO
- * f32 (the stem's input channels padded to 4 with zeros), each GroupNorm vector decoded to f32.
+ * (the stem's input channels padded to 4 with zeros), each GroupNorm vector decoded to f32; at precision
+ * f16 the uploader runs the kernel's f16 flavour and rounds the vectors.
  */
 export function bitWeightRecipes(
   source: TensorSource,
@@ -195,8 +196,8 @@ export function bitWeightRecipes(
       outputs: [timm],
       transform: {
         kind: "gpu",
-        spec: weightStandardizeSpec,
-        outputBytes: kh * kw * cinPadded * cout * 4,
+        specs: WEIGHT_STANDARDIZE_SPECS,
+        outputElements: kh * kw * cinPadded * cout,
         input({ entry, bytes }) {
           // F64 or integer kernels are decoded to float32 here: the kernel reads F32, F16 and BF16.
           const native = GPU_FLOAT_DTYPES.has(entry.dtype);

@@ -312,11 +312,14 @@ export function defineModel(source: TensorSource, options: EmbedderOptions = {})
  * names (BiT / Derm Foundation, torchvision ResNet, ViT), the preprocessing from the family and preset.
  *
  * @param weights Where the weights come from.
- * @param options Family and preset options, input size, batch, device, kernels to force.
+ * @param options Family and preset options, input size, batch, device, kernels to force, `precision`
+ *   (`f32` by default; `f16` stores weights and activations as f16, see `RuntimeOptions.precision`).
  * @returns The embedder; call `dispose()` when done.
  * @throws {WeightsError} For a file that cannot be read, unrecognised names, or a missing, misshapen or
- *   non-finite tensor, naming the file and tensor.
+ *   non-finite tensor, naming the file and tensor (at `f16`, also one beyond f16's range).
  * @throws {TypeError} For an unknown kernel variant, family or preset.
+ * @throws {RangeError} For precision `f16` on an adapter without `shader-f16` (naming the adapter), or an
+ *   unknown precision.
  * @example
  * ```ts
  * const embedder = await createEmbedder("derm_foundation.safetensors");

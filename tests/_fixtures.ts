@@ -15,6 +15,7 @@ import { bitProceduralSource } from "../models/bit_names.ts";
 import { proceduralValues } from "../weights/procedural.ts";
 import { groegerValueRule } from "../models/imagenet.ts";
 import { type VitArchitecture, vitProceduralSource } from "../models/vit.ts";
+import { resnetProceduralSource } from "../models/resnet.ts";
 import type { TensorSource } from "../weights/safetensors.ts";
 import { encodeSafetensors, type TensorToWrite } from "../weights/safetensors_write.ts";
 import { readTestdata, readTestdataJson, testdataPath } from "./_testdata.ts";
@@ -123,6 +124,17 @@ export function readReference(
 /** The fixtures' bound: min(2 x PyTorch float32's own error, 5e-5). */
 export function embeddingBound(metadata: Record<string, string>): number {
   return Math.min(2 * Number(metadata.torch_f32_max_rel_err), 5e-5);
+}
+
+/**
+ * The bound of an f16 embedding (precision `f16`: weights and activations stored as f16, f32 arithmetic):
+ * max|e - ref| / max|ref| <= max(1e-2, 2^11 x PyTorch float32's own error). f16 rounds at 2^-11 where f32
+ * rounds at 2^-24, so a case whose f32 error is large (BiT at 224 and 448: 1.4e-5) is 2^13 times worse
+ * conditioned for f16 storage; 2^11 of it is what the measured f16 errors stay under (testdata/README.md:
+ * the standardised BiT kernels rounded to f16 alone, activations f32, give 1.2e-2 on r50x1-bit-224).
+ */
+export function f16Bound(metadata: Record<string, string>): number {
+  return Math.max(1e-2, 2 ** 11 * Number(metadata.torch_f32_max_rel_err));
 }
 
 /** One file's record in testdata/procedural_weights.json. */
@@ -283,6 +295,18 @@ export function groegerVitArchitecture(c: GroegerCase): VitArchitecture {
     grid: c.size / c.patch!,
     mlp: 4 * c.dim!,
   };
+}
+
+/** The procedural weights of a Gröger case (its ResNet-50 or ViT, from its seed). */
+export function groegerCaseWeights(c: GroegerCase): TensorSource {
+  if (c.family === "resnet") {
+    return resnetProceduralSource({
+      layers: c.layers!,
+      widthPerGroup: c.width_per_group ?? 64,
+      stemChannels: 64,
+    }, c.seed);
+  }
+  return vitProceduralSource(groegerVitArchitecture(c), c.seed);
 }
 
 /** A checkpoint's record in testdata/procedural_weights.json: its pickles are stored, its storages regenerate. */

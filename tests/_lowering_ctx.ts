@@ -7,6 +7,7 @@ import type { GraphNode } from "../engine/graph.ts";
 import { DEFAULT_LAUNCH_LIMITS, type KernelLaunch, type KernelSpec, type Shape } from "../engine/kernel.ts";
 import type { LoweringContext } from "../engine/lowering.ts";
 import type { StepBinding } from "../engine/plan.ts";
+import type { Dtype } from "../engine/precision.ts";
 
 /** One recorded step. */
 export interface RecordedStep {
@@ -25,6 +26,10 @@ export interface RecordingOptions {
   readonly forced?: readonly string[];
   /** Device limits (default the WebGPU defaults). */
   readonly maxComputeWorkgroupsPerDimension?: number;
+  /** Storage dtype of tensors by name (default f32). */
+  readonly dtypes?: Readonly<Record<string, Dtype>>;
+  /** How the weights are stored (default f32). */
+  readonly weightDtype?: Dtype;
 }
 
 /**
@@ -62,6 +67,10 @@ export function recordingContext(
       if (!s) throw new TypeError(`Cannot find the shape of "${tensor}"`);
       return s;
     },
+    dtype(tensor) {
+      return options.dtypes?.[tensor] ?? "f32";
+    },
+    weightDtype: options.weightDtype ?? "f32",
     scratch(suffix, bytes) {
       const name = `${node.name}.${suffix}`;
       scratch.set(name, bytes);

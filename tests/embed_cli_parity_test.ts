@@ -10,6 +10,7 @@ import {
   caseImagePath,
   caseWeightsPath,
   embeddingBound,
+  f16Bound,
   fixtureCases,
   groegerBound,
   type GroegerCase,
@@ -24,6 +25,7 @@ import { PROCEDURAL_MODELS } from "../models/registry.ts";
 import { bitArchitecture } from "../models/bit_arch.ts";
 import { bitProceduralSource } from "../models/bit_names.ts";
 import { embedCli } from "./_embed_cli.ts";
+import { f16GpuTest } from "./_f16.ts";
 import { withTempDir } from "./_temp.ts";
 import { testdataPath } from "./_testdata.ts";
 
@@ -75,6 +77,71 @@ for (const c of fixtureCases()) {
     },
   });
 }
+
+/** The command line embedding tiny-derm-96's image into `out` at precision f16. */
+async function embedF16(out: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const c = fixtureCases().find((x) => x.name === "tiny-derm-96")!;
+  const weights = await caseWeightsPath(c) ?? proceduralArgument(c.layers, c.channels, c.stem_chs, c.seed);
+  const args = ["--weights", weights, "--preset", c.preset, "--size", String(c.size), "--precision", "f16"];
+  return await embedCli([...args, "--json", "--quiet", "--out", out, caseImagePath(c)]);
+}
+
+f16GpuTest(
+  "embed CLI: --precision f16 embeds tiny-derm-96 within the f16 bound and says so in --json",
+  async () => {
+    await withTempDir(async (dir) => {
+      const r = await embedF16(`${dir}/e.npy`);
+      assert.equal(r.code, 0, r.stderr);
+      const { data } = decodeNpyFloat32(await Deno.readFile(`${dir}/e.npy`));
+      const ref = readReference("tiny-derm-96");
+      const error = relativeMaxError(data, ref.tensors.get("embedding_f64")!.data);
+      console.log(`tiny-derm-96 via CLI at f16: relative error ${error.toExponential(2)}`);
+      assert.ok(error <= f16Bound(ref.metadata), `${error}`);
+      const summary = JSON.parse(r.stdout);
+      assert.equal(summary.precision, "f16");
+      assert.match(summary.model, /precision f16/);
+      assert.ok(summary.weight_bytes > 0);
+      const facts = JSON.parse(await Deno.readTextFile(`${dir}/e.npy.json`));
+      assert.equal(facts.precision, "f16");
+      // Rows of another precision are not mixed in: resuming at f32 is refused, naming the precision.
+      const c = fixtureCases().find((x) => x.name === "tiny-derm-96")!;
+      const weights = await caseWeightsPath(c) ??
+        proceduralArgument(c.layers, c.channels, c.stem_chs, c.seed);
+      const again = await embedCli([
+        ...["--weights", weights, "--preset", c.preset, "--size", String(c.size), "--resume", "--quiet"],
+        ...["--out", `${dir}/e.npy`, caseImagePath(c)],
+      ]);
+      assert.equal(again.code, 1, again.stderr);
+      assert.match(again.stderr, /it was made with precision "f16", this run uses f32/);
+    });
+  },
+  async (gpu) => {
+    await withTempDir(async (dir) => {
+      const r = await embedF16(`${dir}/e.npy`);
+      assert.equal(r.code, 1, r.stderr);
+      assert.ok(
+        r.stderr.includes(
+          `error: Cannot use precision "f16" on adapter "${gpu.adapterInfo.description}": expected the "shader-f16" feature`,
+        ),
+        r.stderr,
+      );
+    });
+  },
+);
+
+Deno.test("embed CLI: --precision other than f32 or f16 is a usage error (exit 2)", async () => {
+  const r = await embedCli([
+    "--weights",
+    "procedural:tiny-bit",
+    "--precision",
+    "bf16",
+    "--out",
+    "x.npy",
+    "a.png",
+  ]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--precision must be one of f32, f16, got "bf16"/);
+});
 
 /** The procedural models of the Gröger et al. cases, by ResNet layers or ViT width. */
 const GROEGER_PROCEDURAL: Record<string, string> = {

@@ -11,34 +11,18 @@ import assert from "node:assert/strict";
 import { gpuTest } from "./_gpu.ts";
 import {
   groegerBound,
-  type GroegerCase,
   groegerCases,
+  groegerCaseWeights,
   groegerImagePath,
-  groegerVitArchitecture,
   readGroegerReference,
 } from "./_fixtures.ts";
 import { relativeMaxError } from "./_compare.ts";
 import { createEmbedder } from "../models/registry.ts";
-import { resnetProceduralSource } from "../models/resnet.ts";
-import { vitProceduralSource } from "../models/vit.ts";
 import { decodeImage } from "../engine/image_decode.ts";
 import { cpuPreprocess } from "../engine/input_stage.ts";
-import type { TensorSource } from "../engine/tensor_source.ts";
 import { testdataPath } from "./_testdata.ts";
 import { fixtureCheckpointFile } from "./_fixtures.ts";
 import { checkpointStateDict, pytorchFromBytes } from "../weights/pytorch.ts";
-
-/** The procedural weights of a case. */
-export function groegerCaseWeights(c: GroegerCase): TensorSource {
-  if (c.family === "resnet") {
-    return resnetProceduralSource({
-      layers: c.layers!,
-      widthPerGroup: c.width_per_group ?? 64,
-      stemChannels: 64,
-    }, c.seed);
-  }
-  return vitProceduralSource(groegerVitArchitecture(c), c.seed);
-}
 
 const CHECKPOINTS: Record<string, string[]> = {
   resnet: ["stem", "layer1", "layer2", "layer3", "layer4"],
