@@ -478,10 +478,10 @@ export class Plan {
    */
   encode(
     encoder: GPUCommandEncoder,
-    from = 0,
-    to = this.#steps.length,
+    from: number = 0,
+    to: number = this.#steps.length,
     timestampWrites?: GPUComputePassTimestampWrites,
-  ) {
+  ): void {
     const pass = encoder.beginComputePass({ label: this.label, timestampWrites });
     for (let i = from; i < to; i++) {
       const s = this.#steps[i];

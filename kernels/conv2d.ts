@@ -423,7 +423,7 @@ export const conv2dLowering: OpLowering = {
   lower(ctx) {
     const node = ctx.node;
     const shape = nodeShape(node, ctx.shape(node.inputs[0]));
-    const flavoured = flavourSpec(ctx, PREFERRED);
+    const flavoured: readonly KernelSpec[] = flavourSpec(ctx, PREFERRED);
     // The block, split-K and subgroup variants are f32 only: f32 plans take the device's order, f16 ones the
     // register-tiled flavours.
     const candidates = flavoured === PREFERRED.f32 ? conv2dPreferred(shape, ctx.device) : flavoured;

@@ -93,7 +93,7 @@ export function f16GpuTest(
   name: string,
   fn: (gpu: Gpu) => Promise<void>,
   refused: readonly KernelSpec[] | ((gpu: Gpu) => Promise<void>),
-  options: { slow?: boolean } = {},
+  options: { slow?: boolean; extended?: boolean } = {},
 ): void {
   gpuTest(name, async (gpu) => {
     if (hasF16(gpu)) return await fn(gpu);

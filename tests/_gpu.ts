@@ -25,13 +25,23 @@ export function testGpu(): Promise<Gpu | string> {
 export const SKIP_SLOW = env("DERM_SKIP_SLOW") === "1";
 
 /**
+ * Whether the extended tier runs: tests too long for every CI run (R101x3 at f16 on lavapipe: 10 minutes),
+ * run by `deno task test:extended` (`DERM_EXTENDED=1`). Deno lists them as ignored otherwise, never silently.
+ */
+export const RUN_EXTENDED = env("DERM_EXTENDED") === "1";
+
+/**
  * Defines a test that needs a GPU: `fn` receives the device. Skips (printing why) when there is no
  * adapter, but fails under CI.
  */
-export function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>, options: { slow?: boolean } = {}) {
+export function gpuTest(
+  name: string,
+  fn: (gpu: Gpu) => Promise<void>,
+  options: { slow?: boolean; extended?: boolean } = {},
+) {
   Deno.test({
     name,
-    ignore: options.slow === true && SKIP_SLOW,
+    ignore: (options.slow === true && SKIP_SLOW) || (options.extended === true && !RUN_EXTENDED),
     // Device, pipelines and shared buffers live for the whole process.
     sanitizeResources: false,
     sanitizeOps: false,
