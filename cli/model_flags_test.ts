@@ -18,12 +18,13 @@ Deno.test("integerFlag() refuses text, fractions, empty values and values out of
   }
 });
 
-Deno.test("modelFlags() checks presets, tune modes, sizes and one of --weights and --model", () => {
+Deno.test("modelFlags() checks presets, precisions, tune modes, sizes and one of --weights and --model", () => {
   const ok = modelFlags({
     weights: "w.safetensors",
     preset: "derm",
     size: "64",
     kernels: "a, b,,",
+    precision: "f16",
     tune: "off",
   });
   assert.deepEqual(ok, {
@@ -35,6 +36,7 @@ Deno.test("modelFlags() checks presets, tune modes, sizes and one of --weights a
     vitHeads: undefined,
     vitBlocks: undefined,
     kernels: ["a", "b"],
+    precision: "f16",
     tune: "off",
   });
   assert.equal(modelFlags({ model: "google/derm-foundation" }).weights, "");
@@ -43,6 +45,10 @@ Deno.test("modelFlags() checks presets, tune modes, sizes and one of --weights a
   assert.throws(
     () => modelFlags({ weights: "w", preset: "tf" }),
     /--preset must be one of derm, bit, imagenet, got "tf"/,
+  );
+  assert.throws(
+    () => modelFlags({ weights: "w", precision: "bf16" }),
+    /--precision must be one of f32, f16, got "bf16"/,
   );
   assert.throws(
     () => modelFlags({ weights: "w", tune: "yes" }),
@@ -65,6 +71,7 @@ Deno.test("MODEL_FLAGS_HELP documents every model flag and preset", () => {
       "vit-heads",
       "vit-blocks",
       "kernels",
+      "precision",
       "tune",
     ]
   ) {
