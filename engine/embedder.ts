@@ -9,8 +9,8 @@
  * or infinity, by a diagnostic plan that checks every node.
  *
  * At precision `f16` (adapters with `shader-f16`) weights and activations are stored as f16 and every kernel
- * runs its f16 flavour, with f32 arithmetic; the model input stays f32, and the embedding is written as f32
- * by the last kernel (`engine/precision.ts`).
+ * runs its f16 flavour, with f32 arithmetic; the model input, the first layer's weights and the layers the
+ * model keeps f32 stay f32, and the embedding is written as f32 by the last kernel (`engine/precision.ts`).
  *
  * The kernels come in through {@linkcode RuntimeKernels} (the lowering table, the resize and check
  * kernels from `kernels/registry.ts`), the model through a {@linkcode ModelDefinition}: the engine imports
@@ -32,6 +32,7 @@ import { type InputResizeKernel, InputStage } from "./input_stage.ts";
 import type { Preprocessing } from "./preprocessing.ts";
 import {
   checkPrecision,
+  f32Weights,
   graphDtypes,
   largestActivationBytes,
   type Precision,
@@ -138,6 +139,7 @@ export async function createEmbedderRuntime(
     const weights = await uploadWeights(gpu, source, model.weights, kernels.nonfinite, {
       onProgress: options.onLoadProgress,
       precision,
+      keepF32: precision === "f16" ? f16PlanF32Weights(model, size) : undefined,
     });
     try {
       return new Embedder(gpu, model, weights, kernels, ownsGpu, { ...options, size, precision });
@@ -149,6 +151,12 @@ export async function createEmbedderRuntime(
     if (ownsGpu) gpu.destroy();
     throw e;
   }
+}
+
+/** The weights an f16 plan of `model` at `size` keeps f32 (`f32Weights`: the batch does not matter). */
+function f16PlanF32Weights(model: ModelDefinition, size: number): Set<string> {
+  const graph = model.graph(size, 1);
+  return f32Weights(graph, graphDtypes(graph, "f16", model.keepF32AtF16));
 }
 
 interface BatchPlan {
@@ -237,7 +245,7 @@ export class Embedder {
     this.#tuningScope = tuningScope(gpu.adapterInfo, options.engineVersion ?? "derm-webgpu");
     const one = model.graph(this.size, 1);
     this.flopsPerImage = graphFlops(one, kernels.lowerings);
-    const perImage = largestActivationBytes(one, this.precision);
+    const perImage = largestActivationBytes(one, this.precision, model.keepF32AtF16);
     const limit = gpu.limits.maxStorageBufferBindingSize;
     const fits = Math.floor(limit / perImage);
     if (fits < 1) {
@@ -354,7 +362,10 @@ export class Embedder {
   ): Promise<{ graph: Graph; plan: Plan }> {
     const graph = this.model.graph(this.size, batch, { checkpoints: keep.length > 0 });
     const device = loweringDevice(this.gpu);
-    const storage = { dtypes: graphDtypes(graph, this.precision), weightDtype: this.weights.dtype };
+    const storage = {
+      dtypes: graphDtypes(graph, this.precision, this.model.keepF32AtF16),
+      weightDtype: this.weights.dtype,
+    };
     let pick: ((node: GraphNode, fitting: readonly KernelSpec[]) => string | undefined) | undefined;
     if (this.#tune) {
       const tuned = await tuneGraph(

@@ -104,7 +104,11 @@ export interface LoweringContext {
   shape(tensor: string): Shape;
   /** How a graph tensor is stored (f32, or f16 in an f16 plan): its entry picks the kernel flavour by it. */
   dtype(tensor: string): Dtype;
-  /** How the plan's resident weights are stored. */
+  /**
+   * How the node's resident weights are stored (their bindings' dtype, all alike); for a node without
+   * weights, how its first input is, so its flavour follows its activations. An f16 plan keeps the weights
+   * of the nodes reading f32 activations in f32 (`f32Weights` in `engine/precision.ts`).
+   */
   readonly weightDtype: Dtype;
   /** Declares the node's private scratch tensor `<node>.<suffix>` of `bytes` bytes and returns its name. */
   scratch(suffix: string, bytes: number): string;
@@ -164,7 +168,7 @@ export interface LowerGraphOptions {
    * name, and all of them by default, are f32.
    */
   readonly dtypes?: ReadonlyMap<string, Dtype>;
-  /** How the resident weights are stored (default f32). */
+  /** How resident weights whose binding names no dtype are stored (default f32). */
   readonly weightDtype?: Dtype;
   /**
    * Chooses among the variants that fit a node when none is forced (the autotuner's choices,
@@ -228,12 +232,27 @@ export function lowerGraph(
       const name = node.weights[role];
       return name === undefined ? undefined : (extraWeights?.get(name) ?? weights.get(name));
     };
+    const weightDtypes = [
+      ...new Set(
+        Object.keys(node.weights).map((role) => weightOf(role)).filter((w) => w !== undefined)
+          .map((w) => w.dtype ?? options.weightDtype ?? "f32"),
+      ),
+    ];
+    if (weightDtypes.length > 1) {
+      throw new TypeError(
+        `Cannot lower "${node.name}": expected weights of one dtype, got ${
+          Object.entries(node.weights).map(([role, name]) =>
+            `${name} (${role}) ${weightOf(role)?.dtype ?? options.weightDtype ?? "f32"}`
+          ).join(", ")
+        }`,
+      );
+    }
     const ctx: LoweringContext = {
       node,
       device,
       shape,
       dtype,
-      weightDtype: options.weightDtype ?? "f32",
+      weightDtype: weightDtypes[0] ?? (node.inputs.length > 0 ? dtype(node.inputs[0]) : "f32"),
       scratch(suffix, bytes) {
         return builder.tensor(`${node.name}.${suffix}`, { bytes });
       },

@@ -129,3 +129,40 @@ Deno.test("lowerGraph() inserts a non-finite check after every node, each bound 
     size: 256,
   }]);
 });
+
+Deno.test("lowerGraph() gives each node its weights' dtype, its input's when it has none, and refuses a mix", () => {
+  const seen: [string, string][] = [];
+  const probe: OpLowering = {
+    op: "probe",
+    outputShape: (_n, [x]) => x,
+    flops: () => 0,
+    lower(ctx) {
+      seen.push([ctx.node.name, ctx.weightDtype]);
+      ctx.step(CHECK, LAUNCH, [ctx.node.inputs[0], ctx.node.output]);
+    },
+  };
+  const table = loweringTable([probe]);
+  const g = new GraphBuilder(table);
+  const x = g.input("x", [2, 4]);
+  const a = g.node("probe", "a", { inputs: [x], weights: { w: "w32" } });
+  const b = g.node("probe", "b", { inputs: [a], weights: { w: "w16", v: "untyped" } });
+  const c = g.node("probe", "c", { inputs: [b] });
+  const gr = g.build(c);
+  const weights = new Map([
+    ["w32", { buffer: BUF, dtype: "f32" as const }],
+    ["w16", { buffer: BUF, dtype: "f16" as const }],
+    ["untyped", { buffer: BUF }],
+  ]);
+  const dtypes = new Map([["x", "f32" as const], ["a", "f16" as const], ["b", "f16" as const], [
+    "c",
+    "f16" as const,
+  ]]);
+  // A binding without a dtype is the option's weightDtype (f16 here), so b's two weights agree.
+  lowerGraph(gr, table, weights, DEVICE, { label: "t", dtypes, weightDtype: "f16" });
+  assert.deepEqual(seen, [["a", "f32"], ["b", "f16"], ["c", "f16"]]);
+  // At the default weightDtype (f32) the untyped binding disagrees with w16: the node and each weight named.
+  assert.throws(() => lowerGraph(gr, table, weights, DEVICE, { label: "t", dtypes }), {
+    name: "TypeError",
+    message: 'Cannot lower "b": expected weights of one dtype, got w16 (w) f16, untyped (v) f32',
+  });
+});

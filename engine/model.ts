@@ -82,6 +82,13 @@ export interface ModelDefinition {
   readonly architecture: string;
   /** Resident tensors and how to make them. */
   readonly weights: readonly WeightRecipe[];
+  /**
+   * The activations an f16 plan stores in f32 nonetheless, besides the input and the embedding: the first
+   * layers of a network whose error they would otherwise set (BiT's stem and first stage). The weights of
+   * every node reading an f32 activation stay f32 too (`f32Weights` in `engine/precision.ts`). Absent: every
+   * other activation is f16.
+   */
+  readonly keepF32AtF16?: (tensor: string) => boolean;
   /** Checks an input size, throwing a RangeError that says what the model accepts. */
   checkSize(size: number): void;
   /** The preprocessing for input size S. */

@@ -3,8 +3,10 @@
  * binary16 (`f16`, on adapters with `shader-f16`), with f32 arithmetic in every kernel either way.
  *
  * In an f16 plan the model input stays f32 (written by the input stage: rounding it to f16 only adds
- * error) and so does the embedding (the graph's last kernel reads f16 and writes f32); every other
- * activation and every resident weight is f16, which halves the weights' GPU memory. GroupNorm statistics
+ * error) and so does the embedding (the graph's last kernel reads f16 and writes f32), and so do the
+ * activations a model keeps f32 (`keepF32AtF16` in `engine/model.ts`: BiT's stem and first stage); every
+ * other activation, and every resident weight but those of the nodes reading f32 activations
+ * ({@linkcode f32Weights}), is f16, which halves the weights' GPU memory. GroupNorm statistics
  * and other scratch tensors are declared by their kernels in f32.
  *
  * The CPU conversions here round to nearest, ties to even (IEEE 754's default, what `Math.f16round` does),
@@ -134,26 +136,60 @@ export function widenFloat16(bytes: ArrayBuffer, count?: number): Float32Array {
 
 /**
  * The storage dtype of every tensor of a graph at a precision: f32 throughout at `f32`; at `f16`, f16 for
- * every activation except the model input and the embedding, which stay f32.
+ * every activation except the model input, the embedding and those `keepF32` names, which stay f32.
  *
  * @param graph The graph.
  * @param precision The plan's precision.
+ * @param keepF32 Activations kept f32 at f16 (the model's `keepF32AtF16`).
  * @returns The dtype of each tensor by name.
  */
-export function graphDtypes(graph: Graph, precision: Precision): Map<string, Dtype> {
+export function graphDtypes(
+  graph: Graph,
+  precision: Precision,
+  keepF32?: (tensor: string) => boolean,
+): Map<string, Dtype> {
   const dtypes = new Map<string, Dtype>();
   for (const name of graph.tensors.keys()) {
-    dtypes.set(name, name === graph.input || name === graph.output ? "f32" : precision);
+    const f32 = name === graph.input || name === graph.output || keepF32?.(name) === true;
+    dtypes.set(name, f32 ? "f32" : precision);
   }
   return dtypes;
+}
+
+/**
+ * The resident weights an f16 plan keeps in f32: those of the nodes reading an f32 activation (the model
+ * input, or one the model keeps f32): the first convolution (a stem or a patch embedding) and the layers a
+ * model keeps f32, so such a node runs the f32 or f32to16 flavour of its kernel.
+ *
+ * Why the first layer: a weight-standardised convolution (BiT's) has weights of mean zero per output
+ * channel and the pixels under its window are alike, so its output is a small difference of large
+ * products; rounding its weights to f16 shifts each channel's sum by a few ulps, a shift the input's mean
+ * multiplies. On r50x1-bit-224, f16 weights everywhere cost 1.24e-2 of relative error, all but the stem's
+ * 5.2e-3 (`bench/f16_sensitivity.ts`).
+ *
+ * @param graph The network (any batch: the set does not depend on it).
+ * @param dtypes Its tensors' dtypes ({@linkcode graphDtypes}).
+ * @returns Graph weight names.
+ */
+export function f32Weights(graph: Graph, dtypes: ReadonlyMap<string, Dtype>): Set<string> {
+  const names = new Set<string>();
+  for (const node of graph.nodes) {
+    const f32In = node.inputs.length > 0 && (dtypes.get(node.inputs[0]) ?? "f32") === "f32";
+    if (f32In) { for (const name of Object.values(node.weights)) names.add(name); }
+  }
+  return names;
 }
 
 /**
  * The largest activation of one image of `graph` at `precision`, in bytes: what bounds the batch under
  * the storage-binding limit.
  */
-export function largestActivationBytes(graph: Graph, precision: Precision): number {
-  const dtypes = graphDtypes(graph, precision);
+export function largestActivationBytes(
+  graph: Graph,
+  precision: Precision,
+  keepF32?: (tensor: string) => boolean,
+): number {
+  const dtypes = graphDtypes(graph, precision, keepF32);
   let largest = 0;
   for (const [name, shape] of graph.tensors) {
     largest = Math.max(largest, storageBytes(numel(shape), dtypes.get(name)!));

@@ -3,6 +3,7 @@ import {
   checkPrecision,
   dtypeBytes,
   F16_MAX,
+  f32Weights,
   float16BitsToFloat32,
   float32ToFloat16Bits,
   graphDtypes,
@@ -106,6 +107,28 @@ Deno.test("graphDtypes() keeps the input and the embedding f32 and stores every 
   // The largest activation: the f32 input (1024 bytes) against an f16 [1,8,8,4] (512 bytes).
   assert.equal(largestActivationBytes(graph, "f16"), 1024);
   assert.equal(largestActivationBytes(graph, "f32"), 1024);
+});
+
+Deno.test("graphDtypes() keeps f32 what the model asks and f32Weights() names the weights reading f32", () => {
+  const b = new GraphBuilder(new Map([["id", identity]]));
+  const x = b.input("x", [1, 8, 8, 4]);
+  const stem = b.node("id", "stem", { inputs: [x], weights: { weight: "stem.w" } });
+  const s1 = b.node("id", "s1.a", { inputs: [stem], weights: { weight: "s1.w", bias: "s1.b" } });
+  const s2 = b.node("id", "s2.a", { inputs: [s1], weights: { gamma: "s2.g" } });
+  const graph = b.build(b.node("id", "e", { inputs: [s2], weights: { weight: "e.w" } }));
+  const keep = (t: string) => t === "stem";
+  const dtypes = graphDtypes(graph, "f16", keep);
+  assert.deepEqual([...dtypes], [["x", "f32"], ["stem", "f32"], ["s1.a", "f16"], ["s2.a", "f16"], [
+    "e",
+    "f32",
+  ]]);
+  // Read by a node with an f32 input: stem (reads x) and s1 (reads the kept stem); s2 and e read f16.
+  assert.deepEqual([...f32Weights(graph, dtypes)].sort(), ["s1.b", "s1.w", "stem.w"]);
+  // Without a kept activation, only the first layer's.
+  assert.deepEqual([...f32Weights(graph, graphDtypes(graph, "f16"))], ["stem.w"]);
+  // At f32 every weight reads f32.
+  assert.equal(f32Weights(graph, graphDtypes(graph, "f32", keep)).size, 5);
+  assert.equal(largestActivationBytes(graph, "f16", keep), 1024);
 });
 
 Deno.test("checkPrecision() refuses f16 without shader-f16, naming the adapter and its features", () => {

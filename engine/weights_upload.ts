@@ -6,10 +6,11 @@
  * Every resident tensor is checked for NaN and infinity (CPU results on the CPU, GPU results by one
  * check kernel pass at the end): a bad value is a {@linkcode WeightsError} naming the stored tensor.
  *
- * At precision `f16` every resident tensor is stored as f16, converted once here after its f32 transform:
- * CPU results are rounded on the CPU (to nearest, ties to even; a value of magnitude over 65504 is a
- * WeightsError naming the tensor), GPU transforms run their f16 flavour (f32 arithmetic, the store rounded
- * to nearest even by the kernel).
+ * At precision `f16` every resident tensor but those named `keepF32` (those of the nodes reading f32
+ * activations, `f32Weights` in `engine/precision.ts`) is stored as f16, converted once here after its f32
+ * transform: CPU results are rounded on the CPU (to nearest, ties to even; a value of magnitude over 65504 is
+ * a WeightsError naming the tensor), GPU transforms run their f16 flavour (f32 arithmetic, the store rounded
+ * to nearest even by the kernel). Each buffer's {@linkcode WeightBinding} says how it is stored.
  *
  * This module is browser compatible.
  * @module
@@ -44,7 +45,7 @@ export interface ResidentWeights {
   readonly parameters: number;
   /** Bytes of GPU memory the buffers take. */
   readonly bytes: number;
-  /** How every resident tensor is stored. */
+  /** The precision they were made for: f32, or f16 (every tensor f16 but those the upload kept f32). */
   readonly dtype: Dtype;
   /** Frees the buffers. */
   dispose(): void;
@@ -56,6 +57,8 @@ export interface UploadWeightsOptions {
   onProgress?: (done: number, total: number) => void;
   /** How the resident tensors are stored (default f32); `f16` needs a device with `shader-f16`. */
   precision?: Precision;
+  /** Resident tensors kept f32 at precision f16 (names of recipe outputs). */
+  keepF32?: ReadonlySet<string>;
 }
 
 // Submitted but unfinished uploads are capped so the driver's staging copies stay bounded.
@@ -87,6 +90,7 @@ export async function uploadWeights(
   const device = gpu.device;
   const file = source.file;
   const dtype: Dtype = options.precision ?? "f32";
+  const dtypeOf = (tensor: string): Dtype => (options.keepF32?.has(tensor) ? "f32" : dtype);
   const fail = (tensor: string, message: string) =>
     new WeightsError(file, tensor, `Cannot load "${tensor}" from "${file}": ${message}`);
   // Which recipe waits for which stored tensor; how many sources each still needs.
@@ -125,7 +129,7 @@ export async function uploadWeights(
   });
   const buffers = new Map<string, WeightBinding>();
   const created: GPUBuffer[] = [];
-  const gpuMade: { name: string; source: string; buffer: GPUBuffer; elements: number }[] = [];
+  const gpuMade: GpuMade[] = [];
   let bytes = 0;
   const pipelines = new Map<KernelSpec, GPUComputePipeline>();
   let staging: GPUBuffer | undefined;
@@ -163,7 +167,7 @@ export async function uploadWeights(
     });
     // Rounded to f16 after the whole f32 transform (BatchNorm folding, transposes), once, here.
     const stored = values.map((v, k): ArrayBufferView<ArrayBuffer> => {
-      if (dtype === "f32") return v as Float32Array<ArrayBuffer>;
+      if (dtypeOf(r.outputs[k]) === "f32") return v as Float32Array<ArrayBuffer>;
       const { bits, overflow } = toFloat16(v);
       if (overflow >= 0) {
         throw fail(
@@ -183,7 +187,7 @@ export async function uploadWeights(
         });
         created.push(b);
         device.queue.writeBuffer(b, 0, v);
-        buffers.set(r.outputs[k], { buffer: b, dtype });
+        buffers.set(r.outputs[k], { buffer: b, dtype: dtypeOf(r.outputs[k]) });
         bytes += b.size;
       });
     });
@@ -199,7 +203,8 @@ export async function uploadWeights(
     }
     const { bytes: raw, launch } = staged;
     const { staging, uniforms } = scratch();
-    const spec = t.specs[dtype];
+    const outDtype = dtypeOf(r.outputs[0]);
+    const spec = t.specs[outDtype];
     let pipeline = pipelines.get(spec);
     if (!pipeline) {
       pipeline = await checkedGpuCall(
@@ -212,7 +217,7 @@ export async function uploadWeights(
     const out = await checkedGpuCall(device, `load weights/${r.outputs[0]}`, () => {
       const out = device.createBuffer({
         label: r.outputs[0],
-        size: Math.max(4, storageBytes(t.outputElements, dtype)),
+        size: Math.max(4, storageBytes(t.outputElements, outDtype)),
         usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
       });
       created.push(out);
@@ -239,8 +244,14 @@ export async function uploadWeights(
       device.queue.submit([encoder.finish()]);
       return out;
     });
-    buffers.set(r.outputs[0], { buffer: out, dtype });
-    gpuMade.push({ name: r.outputs[0], source: r.sources[0], buffer: out, elements: t.outputElements });
+    buffers.set(r.outputs[0], { buffer: out, dtype: outDtype });
+    gpuMade.push({
+      name: r.outputs[0],
+      source: r.sources[0],
+      buffer: out,
+      elements: t.outputElements,
+      dtype: outDtype,
+    });
     bytes += out.size;
     return raw.byteLength;
   };
@@ -271,7 +282,7 @@ export async function uploadWeights(
       const name = recipes[missing].sources.find((s) => !held[missing].has(s)) ?? recipes[missing].sources[0];
       throw fail(name, "the stream ended before it");
     }
-    await checkGpuResults(gpu, file, gpuMade, nonfinite, dtype);
+    await checkGpuResults(gpu, file, gpuMade, nonfinite);
     const own = [...created];
     return {
       file,
@@ -292,6 +303,16 @@ export async function uploadWeights(
   }
 }
 
+/** A GPU transform's output, to check for NaN and infinity. */
+interface GpuMade {
+  readonly name: string;
+  /** The stored tensor it was made from (named in errors). */
+  readonly source: string;
+  readonly buffer: GPUBuffer;
+  readonly elements: number;
+  readonly dtype: Dtype;
+}
+
 /**
  * A NaN or infinity in a raw kernel makes its GPU-transformed output non-finite: one flag per tensor, read
  * back once, names the first bad stored tensor.
@@ -299,13 +320,17 @@ export async function uploadWeights(
 async function checkGpuResults(
   gpu: Gpu,
   file: string,
-  made: readonly { name: string; source: string; buffer: GPUBuffer; elements: number }[],
+  made: readonly GpuMade[],
   kernel: NonfiniteKernel,
-  dtype: Dtype,
 ): Promise<void> {
   if (made.length === 0) return;
   const device = gpu.device;
-  const pipeline = createKernelPipeline(device, kernel.specs[dtype]);
+  const pipelines = new Map<Dtype, GPUComputePipeline>();
+  const pipelineOf = (dtype: Dtype) => {
+    let p = pipelines.get(dtype);
+    if (!p) pipelines.set(dtype, p = createKernelPipeline(device, kernel.specs[dtype]));
+    return p;
+  };
   // One flag per tensor, each at an offset the storage binding alignment allows.
   const stride = Math.max(4, gpu.limits.minStorageBufferOffsetAlignment);
   const flags = device.createBuffer({
@@ -322,8 +347,9 @@ async function checkGpuResults(
   try {
     const encoder = device.createCommandEncoder({ label: "weights/nonfinite" });
     const pass = encoder.beginComputePass();
-    pass.setPipeline(pipeline);
     made.forEach((m, i) => {
+      const pipeline = pipelineOf(m.dtype);
+      pass.setPipeline(pipeline);
       const launch = kernel.launch({ n: 1, perImage: m.elements }, gpu.limits);
       const u = device.createBuffer({
         size: launch.uniforms.byteLength,

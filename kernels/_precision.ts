@@ -8,8 +8,13 @@
  * f32       f32                f32       f32                  <kernel>
  * f16       f16                f16       f16                  <kernel>_f16
  * f16to32   f16                f16       f32                  <kernel>_f16to32   (the embedding of an f16 plan)
- * f32to16   f32                f16       f16                  <kernel>_f32to16   (reads an f16 plan's f32 input)
+ * f32to16   f32                f32       f16                  <kernel>_f32to16   (the f32 input or layers of an
+ *                                                                                  f16 plan into its f16 ones)
  * ```
+ *
+ * The f32to16 flavour reads f32 weights: an f16 plan keeps the weights of every node reading an f32
+ * activation in f32 (`f32Weights` in `engine/precision.ts`), the first layer's among them, whose f16
+ * rounding would cost a weight-standardised network (BiT) most of its f16 error.
  *
  * A kernel's wrapper generates the flavours it has and its lowering entry picks the one matching the
  * node's tensors ({@linkcode nodeFlavour}, {@linkcode flavourSpec}). Scratch tensors (GroupNorm partials and
@@ -43,7 +48,7 @@ export const FLAVOURS: Readonly<Record<Flavour, StorageTypes>> = {
   f32: { input: "f32", weights: "f32", output: "f32" },
   f16: { input: "f16", weights: "f16", output: "f16" },
   f16to32: { input: "f16", weights: "f16", output: "f32" },
-  f32to16: { input: "f32", weights: "f16", output: "f16" },
+  f32to16: { input: "f32", weights: "f32", output: "f16" },
 };
 
 /** The flavours every kernel with activations in and out has. */
@@ -148,8 +153,8 @@ fn f16_rne(v: f32) -> f16 {
 `;
 
 /**
- * The flavour of the lowering node: its inputs' dtype (all alike), the plan's weight dtype, its output's
- * dtype.
+ * The flavour of the lowering node: its inputs' dtype (all alike), its weights' dtype
+ * ({@linkcode LoweringContext.weightDtype}), its output's dtype.
  *
  * @throws {TypeError} Naming the node when its inputs differ in dtype or no flavour stores that mix.
  */

@@ -30,8 +30,8 @@
  * first, ordered per shape by `conv2dBlockGpuOrder`.
  *
  * Each variant comes in three storage flavours (`kernels/_precision.ts`): f32 (`conv2d_tiled`), f16
- * (`conv2d_tiled_f16`: x, w, bias, y in f16) and f32to16 (`conv2d_tiled_f32to16`: an f16 plan's first
- * convolution, reading the f32 model input); the lowering picks the node's.
+ * (`conv2d_tiled_f16`: x, w, bias, y in f16) and f32to16 (`conv2d_tiled_f32to16`: x, w, bias f32, y f16:
+ * an f16 plan's first convolution, reading the f32 model input); the lowering picks the node's.
  *
  * This module is browser compatible.
  * @module

@@ -408,7 +408,8 @@ for (const spec of conv2dVariants) {
 
 // Inputs are rounded to each binding's dtype first, so the float64 reference sees what the kernel reads; the
 // sums are f32 as in the f32 flavour (its tolerance, 1e-5), then one f16 store (f16Tolerance adds one ulp,
-// 2^-10 relative, and f16's subnormal spacing). The f32to16 flavour reads an f32 x (the model input).
+// 2^-10 relative, and f16's subnormal spacing). The f32to16 flavour reads an f32 x (the model input) and
+// f32 weights.
 for (const flavour of ["f16", "f32to16"] as const) {
   const types = FLAVOURS[flavour];
   for (const spec of conv2dFlavours[flavour]) {

@@ -8,7 +8,8 @@
  * bindings: 0 x r · 1 stats r · 2 gamma r · 3 beta r · 4 y rw · 5 uniforms {n,hw,c,groups,relu: u32}
  * variants: group_norm_apply_vec4 (C % 4 == 0, one thread per 4 channels x PIX pixels),
  *   group_norm_apply_scalar (any C, one thread per element)
- * flavours: f32, and f16 (`group_norm_apply_vec4_f16`: x, gamma, beta, y f16; stats f32)
+ * flavours: f32, f16 (`group_norm_apply_vec4_f16`: x, gamma, beta, y f16; stats f32), and f32to16 (x, gamma,
+ * beta f32, y f16: where an f16 plan leaves the layers it keeps in f32)
  * ```
  *
  * This module is browser compatible.
@@ -27,7 +28,7 @@ import { expectInputs, flagAttr, numberAttr } from "../engine/graph.ts";
 import type { OpLowering } from "../engine/lowering.ts";
 import { groupNormStatsSteps } from "./group_norm_stats.ts";
 import { groupNormApplyScalarWgsl, groupNormApplyVec4Wgsl } from "./group_norm_apply.wgsl.ts";
-import { COMMON_FLAVOURS, type Flavour, flavourName, FLAVOURS, flavourSpec } from "./_precision.ts";
+import { type Flavour, flavourName, FLAVOURS, flavourSpec } from "./_precision.ts";
 
 /** Threads per workgroup of both variants: the WGSL override `WG`. */
 export const GROUP_NORM_APPLY_WORKGROUP_SIZE = 256;
@@ -85,10 +86,13 @@ function specs(flavour: Flavour): Record<GroupNormApplyVariant, KernelSpec> {
   };
 }
 
-/** Both variants of each flavour (f32, f16). */
+/** The storage flavours: f32, f16, and f32 input to f16 output (the end of an f16 plan's f32 layers). */
+export const GROUP_NORM_APPLY_FLAVOUR_KEYS: readonly Flavour[] = ["f32", "f16", "f32to16"];
+
+/** Both variants of each flavour. */
 export const GROUP_NORM_APPLY_FLAVOURS: Readonly<
   Partial<Record<Flavour, Readonly<Record<GroupNormApplyVariant, KernelSpec>>>>
-> = Object.fromEntries(COMMON_FLAVOURS.map((f) => [f, specs(f)]));
+> = Object.fromEntries(GROUP_NORM_APPLY_FLAVOUR_KEYS.map((f) => [f, specs(f)]));
 
 /** Every f32 variant by name, for tests and benchmarks. */
 export const GROUP_NORM_APPLY_SPECS: Readonly<Record<GroupNormApplyVariant, KernelSpec>> =
@@ -170,7 +174,7 @@ export function groupNormApplyLaunch(
  * The `group_norm` op (statistics then apply): x NHWC [N,H,W,C] → y of the same shape; attrs `groups`,
  * `eps`, `relu` (false); weights `gamma`, `beta` ([C]). Lowers to the two statistics steps of
  * `group_norm_stats.ts` (with a node-private partials scratch and the [N,G,2] stats, both f32) and one apply
- * step, in the node's flavour (f32 or f16).
+ * step, in the node's flavour (f32, f16 or f32to16).
  */
 export const groupNormLowering: OpLowering = {
   op: "group_norm",

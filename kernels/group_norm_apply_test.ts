@@ -120,19 +120,21 @@ gpuTest("groupNormApply() matches reference on a folded dispatch with a tail", a
   await check(gpu.device, { n: 3, hw: 37, c: 30, groups: 10, relu: false }, 90, limits);
 });
 
-f16GpuTest("groupNormApply() f16 flavours match reference on the f32 tests' shapes", async (gpu) => {
-  const limits = { maxComputeWorkgroupsPerDimension: 4 };
-  const shapes: [GroupNormApplyShape, number, LaunchLimits?][] = [
-    [{ n: 1, hw: 7 * 9, c: 32, groups: 32, relu: true }, 10],
-    [{ n: 3, hw: 5 * 3, c: 64, groups: 32, relu: false }, 20],
-    [{ n: 3, hw: 11, c: 12, groups: 4, relu: true }, 30],
-    [{ n: 1, hw: 9 * 7, c: 192, groups: 32, relu: false }, 40],
-    [{ n: 1, hw: 7 * 9, c: 30, groups: 15, relu: true }, 50],
-    [{ n: 3, hw: 5 * 5, c: 6, groups: 3, relu: false }, 60],
-    [{ n: 1, hw: 7, c: 15, groups: 5, relu: false }, 65], // 105 values: an odd count of f16, padded
-    [{ n: 3, hw: 13, c: 64, groups: 32, relu: true, variant: "scalar" }, 70],
-    [{ n: 3, hw: 37, c: 192, groups: 32, relu: true }, 80, limits],
-    [{ n: 3, hw: 37, c: 30, groups: 10, relu: false }, 90, limits],
-  ];
-  for (const [shape, seed, l] of shapes) await check(gpu.device, shape, seed, l, "f16");
-}, Object.values(GROUP_NORM_APPLY_FLAVOURS.f16!));
+for (const flavour of ["f16", "f32to16"] as const) {
+  f16GpuTest(`groupNormApply() ${flavour} flavours match reference on the f32 tests' shapes`, async (gpu) => {
+    const limits = { maxComputeWorkgroupsPerDimension: 4 };
+    const shapes: [GroupNormApplyShape, number, LaunchLimits?][] = [
+      [{ n: 1, hw: 7 * 9, c: 32, groups: 32, relu: true }, 10],
+      [{ n: 3, hw: 5 * 3, c: 64, groups: 32, relu: false }, 20],
+      [{ n: 3, hw: 11, c: 12, groups: 4, relu: true }, 30],
+      [{ n: 1, hw: 9 * 7, c: 192, groups: 32, relu: false }, 40],
+      [{ n: 1, hw: 7 * 9, c: 30, groups: 15, relu: true }, 50],
+      [{ n: 3, hw: 5 * 5, c: 6, groups: 3, relu: false }, 60],
+      [{ n: 1, hw: 7, c: 15, groups: 5, relu: false }, 65], // 105 values: an odd count of f16, padded
+      [{ n: 3, hw: 13, c: 64, groups: 32, relu: true, variant: "scalar" }, 70],
+      [{ n: 3, hw: 37, c: 192, groups: 32, relu: true }, 80, limits],
+      [{ n: 3, hw: 37, c: 30, groups: 10, relu: false }, 90, limits],
+    ];
+    for (const [shape, seed, l] of shapes) await check(gpu.device, shape, seed, l, flavour);
+  }, Object.values(GROUP_NORM_APPLY_FLAVOURS[flavour]!));
+}

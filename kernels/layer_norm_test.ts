@@ -199,11 +199,12 @@ Deno.test("layerNormLowering picks f16 for f16 tokens and f16to32 for an f32 emb
     layerNormLowering.lower(ctx);
     assert.equal(steps[0].spec, LAYER_NORM_FLAVOURS[flavour]);
   }
+  // f32 tokens into f16 (the weights of a node reading f32 are f32 in a plan): no such flavour here.
   const { ctx } = recordingContext(node, {
     shapes: { cls: [3, 4, 384] },
-    weightBytes,
+    weightBytes: { "norm.weight": 384 * 4, "norm.bias": 384 * 4 },
     dtypes: { cls: "f32", y: "f16" },
-    weightDtype: "f16",
+    weightDtype: "f32",
   });
   assert.throws(() => layerNormLowering.lower(ctx), {
     name: "TypeError",

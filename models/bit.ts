@@ -253,6 +253,7 @@ export function bitModel(source: TensorSource, options: BitModelOptions = {}): M
     parameters,
     architecture: bitArchitectureSummary(architecture),
     weights: recipes,
+    keepF32AtF16: bitKeepsF32AtF16,
     checkSize(size) {
       if (!Number.isInteger(size) || size < 32 || size > 4096) {
         throw new RangeError(`Cannot run a BiT model at size ${size}: expected an integer from 32 to 4096`);
@@ -261,6 +262,18 @@ export function bitModel(source: TensorSource, options: BitModelOptions = {}): M
     preprocessing: (size) => bitPreprocessing(preset, size),
     graph: (size, batch) => bitGraph(architecture, { preset, size, batch }),
   };
+}
+
+/**
+ * The activations an f16 plan of BiT keeps in f32: the stem's and the first stage's (so the weights of the
+ * nodes reading them stay f32 too: `f32Weights` in `engine/precision.ts`). Measured by
+ * `bench/f16_sensitivity.ts` on r50x1-bit-224 (max|e - ref| / max|ref|): everything f16 but the stem's
+ * weights 1.31e-2, over the 1e-2 an f16 plan must meet; with the stem and the first stage f32, 3.4e-3. The
+ * network's sensitivity to a perturbation grows with the layers it passes through, so the first layers
+ * are where f32 pays; they hold 0.5% of R101x3's parameters (though its largest activations).
+ */
+export function bitKeepsF32AtF16(tensor: string): boolean {
+  return tensor === "stem" || tensor.startsWith("stem.") || tensor.startsWith("stage1.");
 }
 
 /** `R{depth}x{width}` when the channels are BiT's 256·w, 512·w, 1024·w, 2048·w and the stem 64·w. */
