@@ -6,8 +6,10 @@
  * This module is browser compatible.
  * @module
  */
-import type { KernelSpec, LaunchLimits, UniformField } from "../engine/kernel.ts";
+import type { KernelBinding, KernelSpec, LaunchLimits, UniformField } from "../engine/kernel.ts";
 import { deviceRefusal, type LoweringDevice } from "../engine/lowering.ts";
+import { blockThreads, type BlockTile } from "./_gemm_block.wgsl.ts";
+import { SUBGROUP_GEMM_THREADS } from "./_gemm_subgroup.wgsl.ts";
 
 /** What a variant's dispatch maths needs of its tile. */
 export interface GemmGeometry {
@@ -120,6 +122,58 @@ export function gemmUniformFields(
 /** Storage binding limit of a device, or the WebGPU default (128 MiB) when the limits do not say. */
 export function storageLimit(limits: LaunchLimits & Partial<GPUSupportedLimits>): number {
   return limits.maxStorageBufferBindingSize ?? 134217728;
+}
+
+/** What an op's GPU-oriented GEMM variants are made of: its bindings and the WGSL of each. */
+export interface GemmVariantSources {
+  /** The op, the prefix of the variants' names (`conv2d`, `linear`). */
+  readonly op: string;
+  readonly bindings: readonly KernelBinding[];
+  readonly block128: { readonly wgsl: string; readonly tile: BlockTile };
+  readonly block64: { readonly wgsl: string; readonly tile: BlockTile };
+  readonly subgroup8: string;
+  readonly subgroup32: string;
+}
+
+/** The specs of an op's GPU-oriented GEMM variants (f32 only, never chosen unforced on a CPU adapter). */
+export interface GemmVariantSpecs {
+  /** `<op>_block128`: block tile 128 x 128. */
+  readonly block128: KernelSpec;
+  /** `<op>_block64`: block tile 64 x 64. */
+  readonly block64: KernelSpec;
+  /** `<op>_block64_splitk`: the block64 WGSL over K splits into a scratch tensor, then `splitk_reduce`. */
+  readonly block64SplitK: KernelSpec;
+  /** `<op>_subgroup8`: needs `subgroups`, subgroups of 8 lanes or more. */
+  readonly subgroup8: KernelSpec;
+  /** `<op>_subgroup32`: needs `subgroups`, subgroups of 32 lanes or more. */
+  readonly subgroup32: KernelSpec;
+}
+
+/** Builds {@linkcode GemmVariantSpecs} from an op's sources: names, workgroup sizes, device needs. */
+export function gemmVariantSpecs(s: GemmVariantSources): GemmVariantSpecs {
+  const block = (name: string, source: { wgsl: string; tile: BlockTile }): KernelSpec => ({
+    name: `${s.op}_${name}`,
+    wgsl: source.wgsl,
+    bindings: s.bindings,
+    gpuOnly: true,
+    overrides: { WG: blockThreads(source.tile) },
+  });
+  const subgroup = (lanes: 8 | 32, wgsl: string): KernelSpec => ({
+    name: `${s.op}_subgroup${lanes}`,
+    wgsl,
+    bindings: s.bindings,
+    gpuOnly: true,
+    overrides: { WG: SUBGROUP_GEMM_THREADS },
+    features: ["subgroups"],
+    minSubgroupSize: lanes,
+  });
+  return {
+    block128: block("block128", s.block128),
+    block64: block("block64", s.block64),
+    block64SplitK: block("block64_splitk", s.block64),
+    subgroup8: subgroup(8, s.subgroup8),
+    subgroup32: subgroup(32, s.subgroup32),
+  };
 }
 
 /** Whether `spec` can run on `device` at all (features, subgroup size); no device: no. */

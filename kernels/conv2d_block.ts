@@ -46,6 +46,7 @@ import {
   type GemmGeometry,
   gemmGrid,
   gemmUniformFields,
+  gemmVariantSpecs,
   GPU_FILL_WORKGROUPS,
   gpuOrder,
   runsOn,
@@ -73,54 +74,25 @@ const bindings = [
   { name: "y", type: "storage" },
 ] as const;
 
+const specs = gemmVariantSpecs({
+  op: "conv2d",
+  bindings,
+  block128: { wgsl: conv2dBlock128Wgsl, tile: CONV2D_BLOCK128_TILE },
+  block64: { wgsl: conv2dBlock64Wgsl, tile: CONV2D_BLOCK64_TILE },
+  subgroup8: conv2dSubgroup8Wgsl,
+  subgroup32: conv2dSubgroup32Wgsl,
+});
+
 /** Block tile 128 x 128, 8 x 8 per invocation, K step 8. */
-export const conv2dBlock128: KernelSpec = {
-  name: "conv2d_block128",
-  wgsl: conv2dBlock128Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: blockThreads(CONV2D_BLOCK128_TILE) },
-};
-
+export const conv2dBlock128: KernelSpec = specs.block128;
 /** Block tile 64 x 64, 4 x 4 per invocation, K step 16. */
-export const conv2dBlock64: KernelSpec = {
-  name: "conv2d_block64",
-  wgsl: conv2dBlock64Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: blockThreads(CONV2D_BLOCK64_TILE) },
-};
-
+export const conv2dBlock64: KernelSpec = specs.block64;
 /** conv2d_block64 over K splits into a scratch tensor, then `splitk_reduce`. */
-export const conv2dBlock64SplitK: KernelSpec = {
-  name: "conv2d_block64_splitk",
-  wgsl: conv2dBlock64Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: blockThreads(CONV2D_BLOCK64_TILE) },
-};
-
+export const conv2dBlock64SplitK: KernelSpec = specs.block64SplitK;
 /** B in workgroup memory, A by subgroup shuffles over groups of 8 lanes; needs `subgroups`. */
-export const conv2dSubgroup8: KernelSpec = {
-  name: "conv2d_subgroup8",
-  wgsl: conv2dSubgroup8Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: SUBGROUP_GEMM_THREADS },
-  features: ["subgroups"],
-  minSubgroupSize: 8,
-};
-
+export const conv2dSubgroup8: KernelSpec = specs.subgroup8;
 /** As conv2d_subgroup8 over groups of 32 lanes; needs `subgroups` and subgroups of 32 lanes or more. */
-export const conv2dSubgroup32: KernelSpec = {
-  name: "conv2d_subgroup32",
-  wgsl: conv2dSubgroup32Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: SUBGROUP_GEMM_THREADS },
-  features: ["subgroups"],
-  minSubgroupSize: 32,
-};
+export const conv2dSubgroup32: KernelSpec = specs.subgroup32;
 
 /** The GPU-oriented variants, in no particular order (the lowering orders them per adapter). */
 export const conv2dBlockVariants: readonly KernelSpec[] = [

@@ -28,30 +28,9 @@ import { splitkReduceLaunch, splitkReduceSpec } from "./splitk_reduce.ts";
 import { GPU_FILL_WORKGROUPS } from "./_gemm_plan.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32 } from "../tests/_random.ts";
 import { kLoopBody } from "../tests/_wgsl_loops.ts";
-
-/** Float32-rounded random data as float64, so the reference sees exactly what the GPU sees. */
-function f32Data(n: number, seed: number): Float64Array {
-  return Float64Array.from(new Float32Array(randomFloats(n, seed)));
-}
-
-const noSubgroups: LoweringDevice = {
-  limits: { maxComputeWorkgroupsPerDimension: 65535 },
-  features: new Set(),
-};
-const lavapipeLike: LoweringDevice = {
-  ...noSubgroups,
-  features: new Set(["subgroups"]),
-  subgroupSizes: { min: 8, max: 8 },
-  cpuAdapter: true,
-};
-const nvidiaLike: LoweringDevice = {
-  limits: { maxComputeWorkgroupsPerDimension: 65535, maxStorageBufferBindingSize: 2 ** 31 },
-  features: new Set(["subgroups"]),
-  subgroupSizes: { min: 32, max: 32 },
-  cpuAdapter: false,
-};
+import { lavapipeLike, noSubgroups, nvidiaLike } from "../tests/_gemm_devices.ts";
 
 /** R101x3 at 448, batch 1: stage 4's 3x3 convolution (M = 196 pixels, K = 9 * 1536). */
 const stage4: Conv2dShape = {
@@ -361,11 +340,11 @@ const BLOCK_TESTED: readonly KernelSpec[] = [...SMALL_TILES, ...(SLOW_COMPILER ?
 
 for (const [i, { label, shape }] of cases.entries()) {
   gpuTest(`conv2d block variants match conv2dRef for ${label}`, async (gpu) => {
-    const x = f32Data(shape.n * shape.h * shape.w * shape.cin, 100 + i);
-    const w = f32Data(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i);
+    const x = randomF32(shape.n * shape.h * shape.w * shape.cin, 100 + i);
+    const w = randomF32(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i);
     const [n, oh, ow, cout] = conv2dBlockLaunch(conv2dBlock64, shape).outShape;
-    const residual = shape.accumulate ? f32Data(n * oh * ow * cout, 300 + i) : undefined;
-    const bias = shape.bias ? f32Data(cout, 400 + i) : undefined;
+    const residual = shape.accumulate ? randomF32(n * oh * ow * cout, 300 + i) : undefined;
+    const bias = shape.bias ? randomF32(cout, 400 + i) : undefined;
     const want = conv2dRef(x, w, shape, residual, bias);
     const device = loweringDevice(gpu);
     const specs = [...BLOCK_TESTED];

@@ -18,7 +18,7 @@ import {
 import { conv2dRef } from "./conv2d_ref.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose, relativeMaxError } from "../tests/_compare.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32, randomFloats } from "../tests/_random.ts";
 import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
 import { FLAVOURS, type StorageTypes } from "./_precision.ts";
 
@@ -29,11 +29,6 @@ function shapeOf(p: Partial<Conv2dShape> & { kh: number; stride: number; pad: nu
 /** `conv2d_tiled` -> `conv2dTiled`, for test names. */
 function camel(spec: KernelSpec): string {
   return spec.name.replace(/_(\w)/g, (_, c: string) => c.toUpperCase());
-}
-
-/** Float32-rounded random data as float64, so the reference sees exactly what the GPU sees. */
-function f32Data(n: number, seed: number): Float64Array {
-  return Float64Array.from(new Float32Array(randomFloats(n, seed)));
 }
 
 // ---------- pure tests: reference, output size, launch ----------
@@ -387,11 +382,11 @@ Deno.test("conv2d kernel cases include a dispatch with a tail", () => {
 for (const spec of conv2dVariants) {
   for (const [i, { label, shape }] of cases.entries()) {
     gpuTest(`${camel(spec)} matches conv2dRef for ${label}`, async ({ device }) => {
-      const x = f32Data(shape.n * shape.h * shape.w * shape.cin, 100 + i);
-      const w = f32Data(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i);
+      const x = randomF32(shape.n * shape.h * shape.w * shape.cin, 100 + i);
+      const w = randomF32(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i);
       const [n, oh, ow, cout] = conv2dLaunch(spec, shape).outShape;
-      const residual = shape.accumulate ? f32Data(n * oh * ow * cout, 300 + i) : undefined;
-      const bias = shape.bias ? f32Data(cout, 400 + i) : undefined;
+      const residual = shape.accumulate ? randomF32(n * oh * ow * cout, 300 + i) : undefined;
+      const bias = shape.bias ? randomF32(cout, 400 + i) : undefined;
       const want = conv2dRef(x, w, shape, residual, bias);
       const got = await runConv(device, spec, shape, x, w, residual, bias);
       assertClose(got, want, {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose, relativeMaxError } from "../tests/_compare.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32, randomFloats } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
 import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
@@ -17,10 +17,6 @@ import {
 import { layerNormRef } from "./layer_norm_ref.ts";
 
 const U = 2 ** -24;
-
-function f32Data(n: number, seed: number, lo = -1, hi = 1): Float64Array {
-  return Float64Array.from(new Float32Array(randomFloats(n, seed, lo, hi)));
-}
 
 Deno.test("layerNormRef() matches a hand-computed case", () => {
   // row [1, 2, 3, 6]: mean 3, biased var (4 + 1 + 0 + 9) / 4 = 3.5, eps 0.5 -> rstd 0.5
@@ -98,8 +94,8 @@ async function check(device: GPUDevice, label: string, shape: LayerNormShape, se
   const x = Float64Array.from(
     new Float32Array(randomFloats(shape.rows * shape.d, seed, -2, 2).map((v) => v + offset)),
   );
-  const gamma = f32Data(shape.d, seed + 1, 0.5, 1.5);
-  const beta = f32Data(shape.d, seed + 2, -0.25, 0.25);
+  const gamma = randomF32(shape.d, seed + 1, 0.5, 1.5);
+  const beta = randomF32(shape.d, seed + 2, -0.25, 0.25);
   const want = layerNormRef(x, gamma, beta, shape);
   const [out] = await runKernelOnce(device, layerNormSpec, layerNormLaunch(shape, device.limits), [
     new Float32Array(x),

@@ -46,6 +46,7 @@ import {
   type GemmGeometry,
   gemmGrid,
   gemmUniformFields,
+  gemmVariantSpecs,
   gpuOrder,
   runsOn,
   splitKCount,
@@ -71,54 +72,25 @@ const bindings = [
   { name: "y", type: "storage" },
 ] as const;
 
+const specs = gemmVariantSpecs({
+  op: "linear",
+  bindings,
+  block128: { wgsl: linearBlock128Wgsl, tile: LINEAR_BLOCK128_TILE },
+  block64: { wgsl: linearBlock64Wgsl, tile: LINEAR_BLOCK64_TILE },
+  subgroup8: linearSubgroup8Wgsl,
+  subgroup32: linearSubgroup32Wgsl,
+});
+
 /** Block tile 128 x 128, 8 x 8 per invocation, K step 8. */
-export const linearBlock128: KernelSpec = {
-  name: "linear_block128",
-  wgsl: linearBlock128Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: blockThreads(LINEAR_BLOCK128_TILE) },
-};
-
+export const linearBlock128: KernelSpec = specs.block128;
 /** Block tile 64 x 64, 4 x 4 per invocation, K step 16. */
-export const linearBlock64: KernelSpec = {
-  name: "linear_block64",
-  wgsl: linearBlock64Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: blockThreads(LINEAR_BLOCK64_TILE) },
-};
-
+export const linearBlock64: KernelSpec = specs.block64;
 /** linear_block64 over K splits into a scratch tensor, then `splitk_reduce`. */
-export const linearBlock64SplitK: KernelSpec = {
-  name: "linear_block64_splitk",
-  wgsl: linearBlock64Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: blockThreads(LINEAR_BLOCK64_TILE) },
-};
-
+export const linearBlock64SplitK: KernelSpec = specs.block64SplitK;
 /** B in workgroup memory, A by subgroup shuffles over groups of 8 lanes; needs `subgroups`. */
-export const linearSubgroup8: KernelSpec = {
-  name: "linear_subgroup8",
-  wgsl: linearSubgroup8Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: SUBGROUP_GEMM_THREADS },
-  features: ["subgroups"],
-  minSubgroupSize: 8,
-};
-
+export const linearSubgroup8: KernelSpec = specs.subgroup8;
 /** As linear_subgroup8 over groups of 32 lanes; needs `subgroups` and subgroups of 32 lanes or more. */
-export const linearSubgroup32: KernelSpec = {
-  name: "linear_subgroup32",
-  wgsl: linearSubgroup32Wgsl,
-  bindings,
-  gpuOnly: true,
-  overrides: { WG: SUBGROUP_GEMM_THREADS },
-  features: ["subgroups"],
-  minSubgroupSize: 32,
-};
+export const linearSubgroup32: KernelSpec = specs.subgroup32;
 
 /** The GPU-oriented variants, in no particular order (the lowering orders them per adapter). */
 export const linearBlockVariants: readonly KernelSpec[] = [

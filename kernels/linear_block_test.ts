@@ -26,29 +26,9 @@ import { linearRef } from "./linear_ref.ts";
 import { splitkReduceLaunch, splitkReduceSpec } from "./splitk_reduce.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32 } from "../tests/_random.ts";
 import { kLoopBody } from "../tests/_wgsl_loops.ts";
-
-function f32Data(n: number, seed: number): Float64Array {
-  return Float64Array.from(new Float32Array(randomFloats(n, seed)));
-}
-
-const noSubgroups: LoweringDevice = {
-  limits: { maxComputeWorkgroupsPerDimension: 65535 },
-  features: new Set(),
-};
-const lavapipeLike: LoweringDevice = {
-  ...noSubgroups,
-  features: new Set(["subgroups"]),
-  subgroupSizes: { min: 8, max: 8 },
-  cpuAdapter: true,
-};
-const nvidiaLike: LoweringDevice = {
-  limits: { maxComputeWorkgroupsPerDimension: 65535, maxStorageBufferBindingSize: 2 ** 31 },
-  features: new Set(["subgroups"]),
-  subgroupSizes: { min: 32, max: 32 },
-  cpuAdapter: false,
-};
+import { lavapipeLike, noSubgroups, nvidiaLike } from "../tests/_gemm_devices.ts";
 
 function layer(rows: number, din: number, dout: number, more: Partial<LinearShape> = {}): LinearShape {
   return { rows, din, dout, bias: false, activation: "none", accumulate: false, ...more };
@@ -255,10 +235,10 @@ const BLOCK_TESTED: readonly KernelSpec[] = [...SMALL_TILES, ...(SLOW_COMPILER ?
 
 for (const [i, { label, shape }] of cases.entries()) {
   gpuTest(`linear block variants match linearRef for ${label}`, async (gpu) => {
-    const x = f32Data(shape.rows * shape.din, 10 + i);
-    const w = f32Data(shape.din * shape.dout, 20 + i);
-    const bias = shape.bias ? f32Data(shape.dout, 30 + i) : undefined;
-    const residual = shape.accumulate ? f32Data(shape.rows * shape.dout, 40 + i) : undefined;
+    const x = randomF32(shape.rows * shape.din, 10 + i);
+    const w = randomF32(shape.din * shape.dout, 20 + i);
+    const bias = shape.bias ? randomF32(shape.dout, 30 + i) : undefined;
+    const residual = shape.accumulate ? randomF32(shape.rows * shape.dout, 40 + i) : undefined;
     const want = linearRef(x, w, bias, shape, residual);
     const device = loweringDevice(gpu);
     const specs = [...BLOCK_TESTED];

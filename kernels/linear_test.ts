@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_LAUNCH_LIMITS, type KernelSpec } from "../engine/kernel.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose, relativeMaxError } from "../tests/_compare.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32 } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
 import {
@@ -26,11 +26,6 @@ import {
 import { linearRef } from "./linear_ref.ts";
 import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
 import { FLAVOURS, type StorageTypes } from "./_precision.ts";
-
-/** Float32-rounded uniform random data as float64, so the reference sees exactly what the GPU sees. */
-function f32Data(n: number, seed: number, lo = -1, hi = 1): Float64Array {
-  return Float64Array.from(new Float32Array(randomFloats(n, seed, lo, hi)));
-}
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
@@ -318,10 +313,10 @@ function caseData(shape: LinearShape, seed: number) {
   const { rows, din, dout } = shape;
   const scale = Math.sqrt(3 / din); // the procedural weights' scale: unit-variance outputs
   return {
-    x: f32Data(rows * din, seed, -2, 2),
-    w: f32Data(din * dout, seed + 1, -scale, scale),
-    b: shape.bias ? f32Data(dout, seed + 2, -0.25, 0.25) : undefined,
-    residual: shape.accumulate ? f32Data(rows * dout, seed + 3) : undefined,
+    x: randomF32(rows * din, seed, -2, 2),
+    w: randomF32(din * dout, seed + 1, -scale, scale),
+    b: shape.bias ? randomF32(dout, seed + 2, -0.25, 0.25) : undefined,
+    residual: shape.accumulate ? randomF32(rows * dout, seed + 3) : undefined,
   };
 }
 
@@ -419,8 +414,8 @@ function naiveF32(x: Float64Array, w: Float64Array, s: LinearShape): Float64Arra
 
 // ViT-B fc2's Din (3072), inputs positive-biased so the sum grows and one chain's rounding shows.
 const longShape = shapeOf({ rows: 9, din: 3072, dout: 8, bias: false });
-const longX = f32Data(9 * 3072, 7, -0.2, 1);
-const longW = f32Data(3072 * 8, 8, -0.2, 1);
+const longX = randomF32(9 * 3072, 7, -0.2, 1);
+const longW = randomF32(3072 * 8, 8, -0.2, 1);
 
 for (const spec of linearVariants) {
   gpuTest(`${spec.name} is more accurate than one f32 chain for Din 3072`, async ({ device }) => {

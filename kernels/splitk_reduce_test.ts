@@ -4,11 +4,7 @@ import { splitkReduceLaunch, type SplitkReduceShape, splitkReduceSpec } from "./
 import { splitkReduceRef } from "./splitk_reduce_ref.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
-import { randomFloats } from "../tests/_random.ts";
-
-function f32Data(n: number, seed: number): Float64Array {
-  return Float64Array.from(new Float32Array(randomFloats(n, seed)));
-}
+import { randomF32 } from "../tests/_random.ts";
 
 const base: SplitkReduceShape = {
   rows: 1,
@@ -72,10 +68,10 @@ const cases: { label: string; shape: SplitkReduceShape }[] = [
 for (const [i, { label, shape }] of cases.entries()) {
   gpuTest(`splitkReduceSpec matches splitkReduceRef for ${label}`, async ({ device }) => {
     const count = shape.rows * shape.cols;
-    const part = f32Data(shape.splits * count, 10 + i);
-    const bias = shape.bias ? f32Data(shape.cols, 20 + i) : undefined;
-    const res = shape.residual ? f32Data(count, 30 + i) : undefined;
-    const yIn = shape.accumulate ? f32Data(count, 40 + i) : undefined;
+    const part = randomF32(shape.splits * count, 10 + i);
+    const bias = shape.bias ? randomF32(shape.cols, 20 + i) : undefined;
+    const res = shape.residual ? randomF32(count, 30 + i) : undefined;
+    const yIn = shape.accumulate ? randomF32(count, 40 + i) : undefined;
     const want = splitkReduceRef(part, bias, res, yIn, shape);
     const garbage = new Float32Array(4).fill(1e9);
     const [out] = await runKernelOnce(device, splitkReduceSpec, splitkReduceLaunch(shape, device.limits), [

@@ -13,3 +13,11 @@ export function randomFloats(n: number, seed: number, lo = -1, hi = 1): Float64A
   }
   return out;
 }
+
+/**
+ * {@linkcode randomFloats} rounded to float32, as float64: what a GPU buffer of f32 holds, so a float64
+ * reference sees exactly the kernel's inputs.
+ */
+export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float64Array {
+  return Float64Array.from(new Float32Array(randomFloats(n, seed, lo, hi)));
+}
