@@ -8,7 +8,7 @@
  * Per case: the reference model input through the network, and (small cases) the image file through the
  * whole pipeline. On an adapter without `shader-f16` (llvmpipe through GL) each case asserts instead that
  * `createEmbedder` refuses precision f16 with a RangeError naming the adapter and the feature. The cases at
- * 224 and 448 are the slow tier, as in the f32 parity tests; R101x3 at 448 (10 minutes on lavapipe) is the
+ * 224 and 448 are the slow tier, as in the f32 parity tests; R101x3 at 448 (7 to 10 minutes on lavapipe) is the
  * extended tier, run by `deno task test:extended` and listed as ignored by `deno task test`.
  */
 import assert from "node:assert/strict";
@@ -84,7 +84,7 @@ export async function assertF16Refused(
 }
 
 for (const c of CASES) {
-  // Derm Foundation's full geometry at f16 takes 10 minutes on lavapipe: the extended tier.
+  // Derm Foundation's full geometry at f16 takes 7 to 10 minutes on lavapipe: the extended tier.
   const extended = c.size >= 448;
   f16GpuTest(
     `f16 parity: ${c.name} is within the f16 bound of the float64 reference${
