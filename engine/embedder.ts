@@ -71,8 +71,9 @@ export interface RuntimeOptions {
   kernels?: readonly string[];
   /**
    * Storage of weights and activations (default `f32`). `f16` halves the weights' GPU memory and the
-   * activations' traffic, with f32 arithmetic in every kernel and an f32 embedding; it needs an adapter with
-   * `shader-f16`, and is a RangeError naming the adapter without it.
+   * activations' traffic, with f32 arithmetic in every kernel and an f32 embedding; the first layer's
+   * weights and the layers a model keeps f32 (`keepF32AtF16`: BiT's stem and first stage) stay f32. It
+   * needs an adapter with `shader-f16`, and is a RangeError naming the adapter without it.
    */
   precision?: Precision;
   /**
