@@ -36,7 +36,7 @@ import { attentionRef } from "../kernels/attention_ref.ts";
 import { vitTokensRef } from "../kernels/vit_tokens_ref.ts";
 import type { TokenGatherShape } from "../kernels/token_gather.ts";
 import { tokenGatherRef } from "../kernels/token_gather_ref.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32 } from "../tests/_random.ts";
 
 /** One node with the shapes it sees (a one-node graph's node: inputs `x0`.., output `y`). */
 export interface NodeCase {
@@ -85,11 +85,6 @@ export interface OpBench {
    * sample of it that still reaches every border.
    */
   reference(c: NodeCase, data: CaseData, budgetFlop: number): ReferenceSample;
-}
-
-/** Seeded uniform floats in [lo, hi), as float32. */
-export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
-  return Float32Array.from(randomFloats(n, seed, lo, hi));
 }
 
 function f64(x: Float32Array): Float64Array {

@@ -232,18 +232,16 @@ export function lowerGraph(
       const name = node.weights[role];
       return name === undefined ? undefined : (extraWeights?.get(name) ?? weights.get(name));
     };
-    const weightDtypes = [
-      ...new Set(
-        Object.keys(node.weights).map((role) => weightOf(role)).filter((w) => w !== undefined)
-          .map((w) => w.dtype ?? options.weightDtype ?? "f32"),
-      ),
-    ];
+    // The dtype of each weight the node binds (a binding without one: the option's).
+    const bound = Object.entries(node.weights).flatMap(([role, name]) => {
+      const w = weightOf(role);
+      return w ? [{ role, name, dtype: w.dtype ?? options.weightDtype ?? "f32" }] : [];
+    });
+    const weightDtypes = [...new Set(bound.map((b) => b.dtype))];
     if (weightDtypes.length > 1) {
       throw new TypeError(
         `Cannot lower "${node.name}": expected weights of one dtype, got ${
-          Object.entries(node.weights).map(([role, name]) =>
-            `${name} (${role}) ${weightOf(role)?.dtype ?? options.weightDtype ?? "f32"}`
-          ).join(", ")
+          bound.map((b) => `${b.name} (${b.role}) ${b.dtype}`).join(", ")
         }`,
       );
     }

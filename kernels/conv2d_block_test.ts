@@ -28,7 +28,7 @@ import { splitkReduceLaunch, splitkReduceSpec } from "./splitk_reduce.ts";
 import { GPU_FILL_WORKGROUPS } from "./_gemm_plan.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
-import { randomF32 } from "../tests/_random.ts";
+import { randomF32AsF64 } from "../tests/_random.ts";
 import { kLoopBody } from "../tests/_wgsl_loops.ts";
 import { lavapipeLike, noSubgroups, nvidiaLike } from "../tests/_gemm_devices.ts";
 
@@ -340,11 +340,11 @@ const BLOCK_TESTED: readonly KernelSpec[] = [...SMALL_TILES, ...(SLOW_COMPILER ?
 
 for (const [i, { label, shape }] of cases.entries()) {
   gpuTest(`conv2d block variants match conv2dRef for ${label}`, async (gpu) => {
-    const x = randomF32(shape.n * shape.h * shape.w * shape.cin, 100 + i);
-    const w = randomF32(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i);
+    const x = randomF32AsF64(shape.n * shape.h * shape.w * shape.cin, 100 + i);
+    const w = randomF32AsF64(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i);
     const [n, oh, ow, cout] = conv2dBlockLaunch(conv2dBlock64, shape).outShape;
-    const residual = shape.accumulate ? randomF32(n * oh * ow * cout, 300 + i) : undefined;
-    const bias = shape.bias ? randomF32(cout, 400 + i) : undefined;
+    const residual = shape.accumulate ? randomF32AsF64(n * oh * ow * cout, 300 + i) : undefined;
+    const bias = shape.bias ? randomF32AsF64(cout, 400 + i) : undefined;
     const want = conv2dRef(x, w, shape, residual, bias);
     const device = loweringDevice(gpu);
     const specs = [...BLOCK_TESTED];

@@ -18,7 +18,7 @@ import {
 import { conv2dRef } from "./conv2d_ref.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose, relativeMaxError } from "../tests/_compare.ts";
-import { randomF32, randomFloats } from "../tests/_random.ts";
+import { randomF32AsF64, randomFloats } from "../tests/_random.ts";
 import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
 import { FLAVOURS, type StorageTypes } from "./_precision.ts";
 
@@ -382,11 +382,11 @@ Deno.test("conv2d kernel cases include a dispatch with a tail", () => {
 for (const spec of conv2dVariants) {
   for (const [i, { label, shape }] of cases.entries()) {
     gpuTest(`${camel(spec)} matches conv2dRef for ${label}`, async ({ device }) => {
-      const x = randomF32(shape.n * shape.h * shape.w * shape.cin, 100 + i);
-      const w = randomF32(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i);
+      const x = randomF32AsF64(shape.n * shape.h * shape.w * shape.cin, 100 + i);
+      const w = randomF32AsF64(shape.kh * shape.kw * shape.cin * shape.cout, 200 + i);
       const [n, oh, ow, cout] = conv2dLaunch(spec, shape).outShape;
-      const residual = shape.accumulate ? randomF32(n * oh * ow * cout, 300 + i) : undefined;
-      const bias = shape.bias ? randomF32(cout, 400 + i) : undefined;
+      const residual = shape.accumulate ? randomF32AsF64(n * oh * ow * cout, 300 + i) : undefined;
+      const bias = shape.bias ? randomF32AsF64(cout, 400 + i) : undefined;
       const want = conv2dRef(x, w, shape, residual, bias);
       const got = await runConv(device, spec, shape, x, w, residual, bias);
       assertClose(got, want, {

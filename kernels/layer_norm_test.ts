@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose, relativeMaxError } from "../tests/_compare.ts";
-import { randomF32, randomFloats } from "../tests/_random.ts";
+import { randomF32AsF64, randomFloats } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
 import { f16GpuTest, f16Tolerance, loaded, roundTo, stored } from "../tests/_f16.ts";
@@ -94,8 +94,8 @@ async function check(device: GPUDevice, label: string, shape: LayerNormShape, se
   const x = Float64Array.from(
     new Float32Array(randomFloats(shape.rows * shape.d, seed, -2, 2).map((v) => v + offset)),
   );
-  const gamma = randomF32(shape.d, seed + 1, 0.5, 1.5);
-  const beta = randomF32(shape.d, seed + 2, -0.25, 0.25);
+  const gamma = randomF32AsF64(shape.d, seed + 1, 0.5, 1.5);
+  const beta = randomF32AsF64(shape.d, seed + 2, -0.25, 0.25);
   const want = layerNormRef(x, gamma, beta, shape);
   const [out] = await runKernelOnce(device, layerNormSpec, layerNormLaunch(shape, device.limits), [
     new Float32Array(x),

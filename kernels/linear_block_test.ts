@@ -26,7 +26,7 @@ import { linearRef } from "./linear_ref.ts";
 import { splitkReduceLaunch, splitkReduceSpec } from "./splitk_reduce.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
-import { randomF32 } from "../tests/_random.ts";
+import { randomF32AsF64 } from "../tests/_random.ts";
 import { kLoopBody } from "../tests/_wgsl_loops.ts";
 import { lavapipeLike, noSubgroups, nvidiaLike } from "../tests/_gemm_devices.ts";
 
@@ -235,10 +235,10 @@ const BLOCK_TESTED: readonly KernelSpec[] = [...SMALL_TILES, ...(SLOW_COMPILER ?
 
 for (const [i, { label, shape }] of cases.entries()) {
   gpuTest(`linear block variants match linearRef for ${label}`, async (gpu) => {
-    const x = randomF32(shape.rows * shape.din, 10 + i);
-    const w = randomF32(shape.din * shape.dout, 20 + i);
-    const bias = shape.bias ? randomF32(shape.dout, 30 + i) : undefined;
-    const residual = shape.accumulate ? randomF32(shape.rows * shape.dout, 40 + i) : undefined;
+    const x = randomF32AsF64(shape.rows * shape.din, 10 + i);
+    const w = randomF32AsF64(shape.din * shape.dout, 20 + i);
+    const bias = shape.bias ? randomF32AsF64(shape.dout, 30 + i) : undefined;
+    const residual = shape.accumulate ? randomF32AsF64(shape.rows * shape.dout, 40 + i) : undefined;
     const want = linearRef(x, w, bias, shape, residual);
     const device = loweringDevice(gpu);
     const specs = [...BLOCK_TESTED];

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_LAUNCH_LIMITS, type KernelSpec } from "../engine/kernel.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose, relativeMaxError } from "../tests/_compare.ts";
-import { randomF32 } from "../tests/_random.ts";
+import { randomF32AsF64 } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
 import {
@@ -313,10 +313,10 @@ function caseData(shape: LinearShape, seed: number) {
   const { rows, din, dout } = shape;
   const scale = Math.sqrt(3 / din); // the procedural weights' scale: unit-variance outputs
   return {
-    x: randomF32(rows * din, seed, -2, 2),
-    w: randomF32(din * dout, seed + 1, -scale, scale),
-    b: shape.bias ? randomF32(dout, seed + 2, -0.25, 0.25) : undefined,
-    residual: shape.accumulate ? randomF32(rows * dout, seed + 3) : undefined,
+    x: randomF32AsF64(rows * din, seed, -2, 2),
+    w: randomF32AsF64(din * dout, seed + 1, -scale, scale),
+    b: shape.bias ? randomF32AsF64(dout, seed + 2, -0.25, 0.25) : undefined,
+    residual: shape.accumulate ? randomF32AsF64(rows * dout, seed + 3) : undefined,
   };
 }
 
@@ -414,8 +414,8 @@ function naiveF32(x: Float64Array, w: Float64Array, s: LinearShape): Float64Arra
 
 // ViT-B fc2's Din (3072), inputs positive-biased so the sum grows and one chain's rounding shows.
 const longShape = shapeOf({ rows: 9, din: 3072, dout: 8, bias: false });
-const longX = randomF32(9 * 3072, 7, -0.2, 1);
-const longW = randomF32(3072 * 8, 8, -0.2, 1);
+const longX = randomF32AsF64(9 * 3072, 7, -0.2, 1);
+const longW = randomF32AsF64(3072 * 8, 8, -0.2, 1);
 
 for (const spec of linearVariants) {
   gpuTest(`${spec.name} is more accurate than one f32 chain for Din 3072`, async ({ device }) => {

@@ -4,7 +4,7 @@ import { splitkReduceLaunch, type SplitkReduceShape, splitkReduceSpec } from "./
 import { splitkReduceRef } from "./splitk_reduce_ref.ts";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
-import { randomF32 } from "../tests/_random.ts";
+import { randomF32AsF64 } from "../tests/_random.ts";
 
 const base: SplitkReduceShape = {
   rows: 1,
@@ -68,10 +68,10 @@ const cases: { label: string; shape: SplitkReduceShape }[] = [
 for (const [i, { label, shape }] of cases.entries()) {
   gpuTest(`splitkReduceSpec matches splitkReduceRef for ${label}`, async ({ device }) => {
     const count = shape.rows * shape.cols;
-    const part = randomF32(shape.splits * count, 10 + i);
-    const bias = shape.bias ? randomF32(shape.cols, 20 + i) : undefined;
-    const res = shape.residual ? randomF32(count, 30 + i) : undefined;
-    const yIn = shape.accumulate ? randomF32(count, 40 + i) : undefined;
+    const part = randomF32AsF64(shape.splits * count, 10 + i);
+    const bias = shape.bias ? randomF32AsF64(shape.cols, 20 + i) : undefined;
+    const res = shape.residual ? randomF32AsF64(count, 30 + i) : undefined;
+    const yIn = shape.accumulate ? randomF32AsF64(count, 40 + i) : undefined;
     const want = splitkReduceRef(part, bias, res, yIn, shape);
     const garbage = new Float32Array(4).fill(1e9);
     const [out] = await runKernelOnce(device, splitkReduceSpec, splitkReduceLaunch(shape, device.limits), [

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { gpuTest } from "../tests/_gpu.ts";
-import { randomF32, randomFloats } from "../tests/_random.ts";
+import { randomF32AsF64, randomFloats } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
 import { assertClose } from "../tests/_compare.ts";
@@ -67,9 +67,9 @@ Deno.test("vitTokensLowering maps [N, gh, gw, D] to [N, 1 + gh*gw, D] and checks
 
 async function check(device: GPUDevice, shape: VitTokensShape, seed: number) {
   const { n, patches: p, d } = shape;
-  const patches = randomF32(n * p * d, seed);
-  const cls = randomF32(d, seed + 1);
-  const pos = randomF32((p + 1) * d, seed + 2);
+  const patches = randomF32AsF64(n * p * d, seed);
+  const cls = randomF32AsF64(d, seed + 1);
+  const pos = randomF32AsF64((p + 1) * d, seed + 2);
   const want = vitTokensRef(patches, cls, pos, shape);
   const [out] = await runKernelOnce(device, vitTokensSpec, vitTokensLaunch(shape, device.limits), [
     new Float32Array(patches),

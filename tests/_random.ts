@@ -14,10 +14,12 @@ export function randomFloats(n: number, seed: number, lo = -1, hi = 1): Float64A
   return out;
 }
 
-/**
- * {@linkcode randomFloats} rounded to float32, as float64: what a GPU buffer of f32 holds, so a float64
- * reference sees exactly the kernel's inputs.
- */
-export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float64Array {
-  return Float64Array.from(new Float32Array(randomFloats(n, seed, lo, hi)));
+/** {@linkcode randomFloats} rounded to float32: what a GPU buffer of f32 holds. */
+export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
+  return Float32Array.from(randomFloats(n, seed, lo, hi));
+}
+
+/** {@linkcode randomF32} as float64, so a float64 reference sees exactly the kernel's inputs. */
+export function randomF32AsF64(n: number, seed: number, lo = -1, hi = 1): Float64Array {
+  return Float64Array.from(randomF32(n, seed, lo, hi));
 }
