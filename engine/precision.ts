@@ -164,8 +164,8 @@ export function graphDtypes(
  * Why the first layer: a weight-standardised convolution (BiT's) has weights of mean zero per output
  * channel and the pixels under its window are alike, so its output is a small difference of large
  * products; rounding its weights to f16 shifts each channel's sum by a few ulps, a shift the input's mean
- * multiplies. On r50x1-bit-224, f16 weights everywhere cost 1.24e-2 of relative error, all but the stem's
- * 5.2e-3 (`bench/f16_sensitivity.ts`).
+ * multiplies. On r50x1-bit-224, with every activation f32, f16 weights everywhere cost 1.62e-2 of relative
+ * error, all but the stem's 6.3e-3 (`bench/f16_sensitivity.ts`).
  *
  * @param graph The network (any batch: the set does not depend on it).
  * @param dtypes Its tensors' dtypes ({@linkcode graphDtypes}).

@@ -268,7 +268,7 @@ export function bitModel(source: TensorSource, options: BitModelOptions = {}): M
  * The activations an f16 plan of BiT keeps in f32: the stem's and the first stage's (so the weights of the
  * nodes reading them stay f32 too: `f32Weights` in `engine/precision.ts`). Measured by
  * `bench/f16_sensitivity.ts` on r50x1-bit-224 (max|e - ref| / max|ref|): everything f16 but the stem's
- * weights 1.31e-2, over the 1e-2 an f16 plan must meet; with the stem and the first stage f32, 3.4e-3. The
+ * weights 1.31e-2, over the 1e-2 an f16 plan must meet; with the stem and the first stage f32, 3.65e-3. The
  * network's sensitivity to a perturbation grows with the layers it passes through, so the first layers
  * are where f32 pays; they hold 0.5% of R101x3's parameters (though its largest activations).
  */
