@@ -76,22 +76,29 @@ async function outputFiles(base: string): Promise<Map<string, Uint8Array>> {
 
 Deno.test("shards of a Slurm-style array, one killed and resumed, merge into the one-run file in every format", async () => {
   await withTempDir(async (dir) => {
-    await Deno.mkdir(`${dir}/in`);
-    const names: string[] = [];
-    for (let i = 0; i < IMAGES; i++) {
-      names.push(`img_${String(i).padStart(2, "0")}.png`);
-      await Deno.writeFile(`${dir}/in/${names[i]}`, await png(i + 1));
-    }
+    const names = Array.from({ length: IMAGES }, (_, i) => `img_${String(i).padStart(2, "0")}.png`);
     names.splice(9, 0, "img_bad.png");
-    await Deno.writeTextFile(`${dir}/in/img_bad.png`, "not an image\n");
+    // The shard that gets killed must hold enough rows to be cut in the middle. Shards hash the absolute
+    // paths, which hold the temporary directory's random name, so the input folder is the first of in0,
+    // in1, ... whose paths give every shard 4 rows or more (a random name alone falls short about one time in
+    // ten: 10.5% of 20,000 simulated names).
+    const sizesIn = (folder: string) =>
+      [0, 1, 2].map((s) => names.filter((n) => shardOf(`${folder}/${n}`, 3) === s).length);
+    let attempt = 0;
+    while (!sizesIn(`${dir}/in${attempt}`).every((n) => n >= 4)) attempt++;
+    const inDir = `${dir}/in${attempt}`;
+    const sizes = sizesIn(inDir);
+    assert.ok(sizes.every((n) => n >= 4), `shard sizes ${sizes}`);
+    await Deno.mkdir(inDir);
+    for (const [i, name] of names.filter((n) => n !== "img_bad.png").entries()) {
+      await Deno.writeFile(`${inDir}/${name}`, await png(i + 1));
+    }
+    await Deno.writeTextFile(`${inDir}/img_bad.png`, "not an image\n");
     await Deno.writeTextFile(
-      `${dir}/in/labels.csv`,
+      `${inDir}/labels.csv`,
       `path,site\n${names.map((n, i) => `${n},${i % 3 === 0 ? "" : `site ${i}`}`).join("\n")}\n`,
     );
-    const inputs = ["--list", `${dir}/in/labels.csv`];
-    // The shard that gets killed must hold enough rows to be cut in the middle.
-    const sizes = [0, 1, 2].map((s) => names.filter((n) => shardOf(`${dir}/in/${n}`, 3) === s).length);
-    assert.ok(sizes.every((n) => n >= 4), `shard sizes ${sizes}`);
+    const inputs = ["--list", `${inDir}/labels.csv`];
     const victim = sizes.indexOf(Math.max(...sizes));
 
     for (const ext of FORMATS) {
