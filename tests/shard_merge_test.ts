@@ -210,12 +210,21 @@ Deno.test("shards of a Slurm-style array, one killed and resumed, merge into the
   });
 });
 
-Deno.test("merge refuses shards of different models, overlapping shards, and a shard given twice", async () => {
+Deno.test("merge refuses shards of different models, overlapping shards, and a shard given twice; an empty shard writes nothing", async () => {
   await withTempDir(async (dir) => {
-    await Deno.mkdir(`${dir}/in`);
-    for (let i = 0; i < 4; i++) await Deno.writeFile(`${dir}/in/p${i}.png`, await png(100 + i, 12));
+    // Both halves must hold an image, or that shard writes no file (embed says so and exits 0): the folder
+    // is the first of in0, in1, ... whose hashed paths split the four images between shards 0/2 and 1/2
+    // (a random temporary name alone leaves one half empty one time in eight).
+    const names = [0, 1, 2, 3].map((i) => `p${i}.png`);
+    const halves = (folder: string) =>
+      [0, 1].map((s) => names.filter((n) => shardOf(`${folder}/${n}`, 2) === s).length);
+    let attempt = 0;
+    while (!halves(`${dir}/in${attempt}`).every((n) => n >= 1)) attempt++;
+    const inDir = `${dir}/in${attempt}`;
+    await Deno.mkdir(inDir);
+    for (const [i, name] of names.entries()) await Deno.writeFile(`${inDir}/${name}`, await png(100 + i, 12));
     const embed = (extra: string[], out: string) =>
-      embedCli([...EXTRA, "--quiet", ...extra, "--out", out, `${dir}/in`]);
+      embedCli([...EXTRA, "--quiet", ...extra, "--out", out, inDir]);
     assert.equal((await embed([...MODEL, "--shard", "0/2"], `${dir}/a0.npy`)).code, 0);
     assert.equal(
       (await embed(["--weights", "procedural:tiny-bit:7", "--size", "64", "--shard", "1/2"], `${dir}/b1.npy`))
@@ -232,6 +241,15 @@ Deno.test("merge refuses shards of different models, overlapping shards, and a s
     const overlap = await merge("--out", `${dir}/m.npy`, `${dir}/whole.npy`, `${dir}/a0.npy`);
     assert.equal(overlap.code, 1);
     assert.match(overlap.stderr, /expected a shard of 2, got an unsharded run/);
+    // A shard that holds none of the images (four images, 64 shards) loads no model and writes no file; a
+    // merge of the other shards is complete without it.
+    const empty = Array.from({ length: 64 }, (_, s) => s).find((s) =>
+      names.every((n) => shardOf(`${inDir}/${n}`, 64) !== s)
+    )!;
+    const none = await embed([...MODEL, "--shard", `${empty}/64`], `${dir}/none.npy`);
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stderr, new RegExp(`shard ${empty}/64 holds none of the 4 images`));
+    await assert.rejects(Deno.stat(`${dir}/none.npy`), Deno.errors.NotFound);
     const usage = await merge(`${dir}/a0.npy`);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--out is required/);
