@@ -74,20 +74,37 @@ async function outputFiles(base: string): Promise<Map<string, Uint8Array>> {
   return files;
 }
 
+/**
+ * The first of `${dir}/in0`, `${dir}/in1`, ... in which every one of `count` shards holds `min` or more of
+ * `names`, and how many each holds there. Shards hash absolute paths, and `dir` is a temporary directory
+ * with a random name, so a fixed folder would leave a shard short in some runs; searching keeps each
+ * test's precondition true in every run.
+ */
+function inputFolder(
+  dir: string,
+  names: readonly string[],
+  count: number,
+  min: number,
+): { folder: string; sizes: number[] } {
+  const sizes = (folder: string) =>
+    Array.from(
+      { length: count },
+      (_, s) => names.filter((n) => shardOf(`${folder}/${n}`, count) === s).length,
+    );
+  for (let attempt = 0;; attempt++) {
+    const folder = `${dir}/in${attempt}`;
+    const held = sizes(folder);
+    if (held.every((n) => n >= min)) return { folder, sizes: held };
+  }
+}
+
 Deno.test("shards of a Slurm-style array, one killed and resumed, merge into the one-run file in every format", async () => {
   await withTempDir(async (dir) => {
     const names = Array.from({ length: IMAGES }, (_, i) => `img_${String(i).padStart(2, "0")}.png`);
     names.splice(9, 0, "img_bad.png");
-    // The shard that gets killed must hold enough rows to be cut in the middle. Shards hash the absolute
-    // paths, which hold the temporary directory's random name, so the input folder is the first of in0,
-    // in1, ... whose paths give every shard 4 rows or more (a random name alone falls short about one time in
-    // ten: 10.5% of 20,000 simulated names).
-    const sizesIn = (folder: string) =>
-      [0, 1, 2].map((s) => names.filter((n) => shardOf(`${folder}/${n}`, 3) === s).length);
-    let attempt = 0;
-    while (!sizesIn(`${dir}/in${attempt}`).every((n) => n >= 4)) attempt++;
-    const inDir = `${dir}/in${attempt}`;
-    const sizes = sizesIn(inDir);
+    // The shard that gets killed must hold enough rows to be cut in the middle: 4 or more in every shard (a
+    // random temporary name alone falls short about one time in ten: 10.5% of 20,000 simulated names).
+    const { folder: inDir, sizes } = inputFolder(dir, names, 3, 4);
     assert.ok(sizes.every((n) => n >= 4), `shard sizes ${sizes}`);
     await Deno.mkdir(inDir);
     for (const [i, name] of names.filter((n) => n !== "img_bad.png").entries()) {
@@ -212,15 +229,10 @@ Deno.test("shards of a Slurm-style array, one killed and resumed, merge into the
 
 Deno.test("merge refuses shards of different models, overlapping shards, and a shard given twice; an empty shard writes nothing", async () => {
   await withTempDir(async (dir) => {
-    // Both halves must hold an image, or that shard writes no file (embed says so and exits 0): the folder
-    // is the first of in0, in1, ... whose hashed paths split the four images between shards 0/2 and 1/2
-    // (a random temporary name alone leaves one half empty one time in eight).
+    // Both halves must hold an image, or that shard writes no file (embed says so and exits 0; a random
+    // temporary name alone leaves one half empty one time in eight).
     const names = [0, 1, 2, 3].map((i) => `p${i}.png`);
-    const halves = (folder: string) =>
-      [0, 1].map((s) => names.filter((n) => shardOf(`${folder}/${n}`, 2) === s).length);
-    let attempt = 0;
-    while (!halves(`${dir}/in${attempt}`).every((n) => n >= 1)) attempt++;
-    const inDir = `${dir}/in${attempt}`;
+    const inDir = inputFolder(dir, names, 2, 1).folder;
     await Deno.mkdir(inDir);
     for (const [i, name] of names.entries()) await Deno.writeFile(`${inDir}/${name}`, await png(100 + i, 12));
     const embed = (extra: string[], out: string) =>
@@ -241,8 +253,7 @@ Deno.test("merge refuses shards of different models, overlapping shards, and a s
     const overlap = await merge("--out", `${dir}/m.npy`, `${dir}/whole.npy`, `${dir}/a0.npy`);
     assert.equal(overlap.code, 1);
     assert.match(overlap.stderr, /expected a shard of 2, got an unsharded run/);
-    // A shard that holds none of the images (four images, 64 shards) loads no model and writes no file; a
-    // merge of the other shards is complete without it.
+    // A shard that holds none of the images (four images, 64 shards) loads no model and writes no file.
     const empty = Array.from({ length: 64 }, (_, s) => s).find((s) =>
       names.every((n) => shardOf(`${inDir}/${n}`, 64) !== s)
     )!;
