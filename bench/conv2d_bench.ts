@@ -20,7 +20,7 @@ import type { KernelSpec } from "../engine/kernel.ts";
 import { createKernelPipeline, runKernelOnce } from "../kernels/_harness.ts";
 import { conv2dLaunch, type Conv2dShape, conv2dVariants } from "../kernels/conv2d.ts";
 import { conv2dRef } from "../kernels/conv2d_ref.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32, randomF32AsF64 } from "../tests/_random.ts";
 
 const args = new Map(
   Deno.args.map((a) => a.replace(/^--/, "").split("=", 2).concat("") as [string, string]).map(([k, v]) => [
@@ -100,13 +100,11 @@ function flops(s: Conv2dShape, oh: number, ow: number): number {
 
 async function matchesReference(device: GPUDevice, spec: KernelSpec): Promise<string | undefined> {
   for (const [i, s] of checks.entries()) {
-    const x = Float64Array.from(new Float32Array(randomFloats(s.n * s.h * s.w * s.cin, i + 1)));
-    const w = Float64Array.from(new Float32Array(randomFloats(s.kh * s.kw * s.cin * s.cout, i + 50)));
+    const x = randomF32AsF64(s.n * s.h * s.w * s.cin, i + 1);
+    const w = randomF32AsF64(s.kh * s.kw * s.cin * s.cout, i + 50);
     const launch = conv2dLaunch(spec, s, device.limits);
     const [n, oh, ow, cout] = launch.outShape;
-    const r = s.accumulate
-      ? Float64Array.from(new Float32Array(randomFloats(n * oh * ow * cout, i + 99)))
-      : undefined;
+    const r = s.accumulate ? randomF32AsF64(n * oh * ow * cout, i + 99) : undefined;
     const want = conv2dRef(x, w, s, r);
     const [out] = await runKernelOnce(device, spec, launch, [
       new Float32Array(x),
@@ -127,7 +125,7 @@ async function matchesReference(device: GPUDevice, spec: KernelSpec): Promise<st
 function filled(device: GPUDevice, floats: number, seed: number, usage: number): GPUBuffer {
   const buffer = device.createBuffer({ size: floats * 4, usage: usage | GPUBufferUsage.COPY_DST });
   const chunk = 1 << 20;
-  const data = new Float32Array(randomFloats(Math.min(floats, chunk), seed));
+  const data = randomF32(Math.min(floats, chunk), seed);
   for (let off = 0; off < floats; off += chunk) {
     device.queue.writeBuffer(buffer, off * 4, data, 0, Math.min(chunk, floats - off));
   }

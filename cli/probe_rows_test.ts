@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { addFromBlock, blockWidths, rowAxpy, rowDots, toBlock } from "./probe_rows.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32, randomFloats } from "../tests/_random.ts";
 
 Deno.test("blockWidths() covers every row with blocks of at most 4", () => {
   assert.deepEqual(blockWidths(1), [1]);
@@ -14,7 +14,7 @@ for (const w of [1, 2, 3, 4]) {
   for (const d of [1, 7, 13]) {
     Deno.test(`rowDots() and rowAxpy() match plain loops for a block of ${w} rows when D is ${d}`, () => {
       const n = 3;
-      const x = Float32Array.from(randomFloats(n * d, 11 + d));
+      const x = randomF32(n * d, 11 + d);
       const rows = 2 + w;
       const m = randomFloats(rows * d, 5 * w);
       const k0 = rows - w; // the last w rows

@@ -8,7 +8,7 @@ import { LOWERINGS } from "../kernels/registry.ts";
 import { lowerGraph, loweringDevice, loweringTable, type OpLowering } from "./lowering.ts";
 import { conv2dLowering } from "../kernels/conv2d.ts";
 import { conv2dBlockTileVariant } from "../kernels/conv2d_block.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32 } from "../tests/_random.ts";
 
 const IMAGE = {
   bytes: Deno.readFileSync(new URL("../samples/ISIC_0000101.jpg", import.meta.url)),
@@ -121,7 +121,7 @@ gpuTest(
           size: 4 * n,
           usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
         });
-        gpu.device.queue.writeBuffer(buffer, 0, new Float32Array(randomFloats(n, 7)));
+        gpu.device.queue.writeBuffer(buffer, 0, randomF32(n, 7));
         buffers.push(buffer);
         return [name, { buffer }];
       }),

@@ -476,8 +476,8 @@ const longK: Conv2dShape = {
   pad: 1,
   accumulate: false,
 };
-const longX = Float64Array.from(new Float32Array(randomFloats(9 * 1536, 7, -0.2, 1)));
-const longW = Float64Array.from(new Float32Array(randomFloats(9 * 1536 * 8, 8, -0.2, 1)));
+const longX = randomF32AsF64(9 * 1536, 7, -0.2, 1);
+const longW = randomF32AsF64(9 * 1536 * 8, 8, -0.2, 1);
 let naiveLongK: number | undefined;
 
 for (const spec of conv2dVariants) {

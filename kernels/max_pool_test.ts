@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { gpuTest } from "../tests/_gpu.ts";
 import { assertClose } from "../tests/_compare.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32, randomFloats } from "../tests/_random.ts";
 import type { LaunchLimits } from "../engine/kernel.ts";
 import { runKernelOnce } from "./_harness.ts";
 import { MAX_POOL_FLAVOURS, maxPoolLaunch, maxPoolOutput, type MaxPoolShape } from "./max_pool.ts";
@@ -105,7 +105,7 @@ for (const padValue of ["-inf", "zero"] as const) {
 
 gpuTest("maxPool() gives different borders for -inf and zero padding on negative inputs", async (gpu) => {
   const shape = { n: 1, h: 5, w: 5, c: 2, k: 3, stride: 2, pad: 1 } as const;
-  const x = Float32Array.from(randomFloats(50, 6, -3, -1)); // all negative
+  const x = randomF32(50, 6, -3, -1); // all negative
   const inf = await run(gpu.device, x, { ...shape, padValue: "-inf" });
   const zero = await run(gpu.device, x, { ...shape, padValue: "zero" });
   // 3x3 outputs: all but the centre (1,1) touch the padding.

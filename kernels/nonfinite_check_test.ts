@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { gpuTest } from "../tests/_gpu.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32, randomFloats } from "../tests/_random.ts";
 import type { LaunchLimits } from "../engine/kernel.ts";
 import { runKernelOnce } from "./_harness.ts";
 import {
@@ -42,7 +42,7 @@ Deno.test("nonfiniteCheckRef() flags NaN and both infinities", () => {
 
 gpuTest("nonfiniteCheck() flags only the images holding NaN or +-Inf", async (gpu) => {
   const shape = { n: 3, perImage: 7 * 9 * 5 }; // 315 elements, odd
-  const x = Float32Array.from(randomFloats(3 * 315, 1, -1e38, 1e38));
+  const x = randomF32(3 * 315, 1, -1e38, 1e38);
   assert.deepEqual(await check(gpu.device, x, shape), [0, 0, 0]);
   x[314] = NaN; // last element of image 0
   x[2 * 315] = -Infinity; // first element of image 2
@@ -58,7 +58,7 @@ gpuTest("nonfiniteCheck() flags only the images holding NaN or +-Inf", async (gp
 
 gpuTest("nonfiniteCheck() flags the right image on a folded dispatch", async (gpu) => {
   // 5 * 301 = 1505 elements -> 6 workgroups -> [3, 2, 1] with a tail.
-  const x = Float32Array.from(randomFloats(1505, 2));
+  const x = randomF32(1505, 2);
   x[4 * 301 + 300] = NaN;
   assert.deepEqual(
     await check(gpu.device, x, { n: 5, perImage: 301 }, { maxComputeWorkgroupsPerDimension: 3 }),

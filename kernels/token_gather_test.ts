@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { gpuTest } from "../tests/_gpu.ts";
-import { randomFloats } from "../tests/_random.ts";
+import { randomF32AsF64, randomFloats } from "../tests/_random.ts";
 import { recordingContext, testNode, uniformWords } from "../tests/_lowering_ctx.ts";
 import { runKernelOnce } from "./_harness.ts";
 import { f16GpuTest, loaded, roundTo, stored } from "../tests/_f16.ts";
@@ -76,7 +76,7 @@ gpuTest(
   "tokenGather() fills every slot of a collector like tokenGatherRef, N = 1 and 3",
   async ({ device }) => {
     for (const [n, tokens, d, slots, token] of [[1, 17, 48, 4, 0], [3, 197, 384, 4, 0], [3, 5, 37, 3, 4]]) {
-      const x = Float64Array.from(new Float32Array(randomFloats(n * tokens * d, n + d)));
+      const x = randomF32AsF64(n * tokens * d, n + d);
       // y starts with a marker, each slot is written in turn on top of the previous result
       let got = new Float32Array(n * slots * d).fill(-7);
       let want: Float64Array = Float64Array.from(got);

@@ -20,7 +20,7 @@ import { vitTokensLowering } from "../kernels/vit_tokens.ts";
 import { vitTokensRef } from "../kernels/vit_tokens_ref.ts";
 import { gpuTest } from "./_gpu.ts";
 import { relativeMaxError } from "./_compare.ts";
-import { randomFloats } from "./_random.ts";
+import { randomF32AsF64, randomFloats } from "./_random.ts";
 
 const TABLE = loweringTable([
   vitTokensLowering,
@@ -143,7 +143,7 @@ for (const n of [1, 3]) {
     `the ViT kernels compose into a pre-norm block within 1e-6 of float64 at D 48, T 17, N ${n}`,
     async (gpu) => {
       const weights = randomWeights(40 + n);
-      const patches = Float64Array.from(new Float32Array(randomFloats(n * GRID * GRID * D, 7 + n, -2, 2)));
+      const patches = randomF32AsF64(n * GRID * GRID * D, 7 + n, -2, 2);
       const graph = blockGraph(n);
       const buffers: GPUBuffer[] = [];
       const bindings = new Map<string, WeightBinding>();
